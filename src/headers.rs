@@ -1,1 +1,96 @@
-//! (to be written)
+//! Identity headers for a proxied upstream, and the removal of inbound copies of them.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::identity::Identity;
+
+/// `X-Forwarded-User`: the user id.
+pub(crate) const FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
+/// `X-Forwarded-Email`: the e-mail.
+pub(crate) const FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
+/// `X-Forwarded-Groups`: team ids, comma-separated.
+pub(crate) const FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
+/// `X-Forwarded-Preferred-Username`: the display name.
+pub(crate) const FORWARDED_PREFERRED_USERNAME: HeaderName =
+    HeaderName::from_static("x-forwarded-preferred-username");
+
+const STRIPPED: [&str; 4] = [
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+];
+
+/// Whether a header name is an identity header, in any case and with `_` for `-`.
+fn is_identity_header(name: &str) -> bool {
+    name.len() >= 16
+        && STRIPPED.iter().any(|s| {
+            s.len() == name.len()
+                && s.bytes().zip(name.bytes()).all(|(a, b)| {
+                    let b = b.to_ascii_lowercase();
+                    a == b || (a == b'-' && b == b'_')
+                })
+        })
+}
+
+/// Removes every inbound identity header (and its `_` / case variants) from `headers`.
+pub(crate) fn strip_identity_headers(headers: &mut HeaderMap) {
+    // The common case (none present) costs one pass over the names and no allocation.
+    if !headers.keys().any(|k| is_identity_header(k.as_str())) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_identity_header(k.as_str()))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// Sets the identity headers for a proxied upstream. Values that are not valid header values are
+/// left out rather than sent mangled.
+pub(crate) fn set_identity_headers(headers: &mut HeaderMap, identity: &Identity) {
+    if let Ok(v) = HeaderValue::from_str(identity.user_id()) {
+        headers.insert(FORWARDED_USER, v);
+    }
+    if let Some(Ok(v)) = identity.email().map(HeaderValue::from_str) {
+        headers.insert(FORWARDED_EMAIL, v);
+    }
+    if !identity.team_ids().is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&identity.team_ids().join(",")) {
+            headers.insert(FORWARDED_GROUPS, v);
+        }
+    }
+    if let Some(Ok(v)) = identity.display_name().map(HeaderValue::from_str) {
+        headers.insert(FORWARDED_PREFERRED_USERNAME, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_all_variants() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "x-forwarded-user",
+            "X-Forwarded-Email",
+            "x_forwarded_groups",
+            "X_FORWARDED_USER",
+            "x-forwarded_preferred-username",
+        ] {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("admin"),
+            );
+        }
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        strip_identity_headers(&mut h);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert!(h.contains_key("x-forwarded-for"));
+    }
+}

@@ -18,6 +18,7 @@ mod layer;
 pub mod oidc;
 mod path;
 pub mod policy;
+mod random;
 pub mod redirect;
 mod service;
 pub mod session;

@@ -1,1 +1,578 @@
-//! (to be written)
+//! Session tokens: issue, verify, and the `token` cookie.
+//!
+//! A session is a JWT (HS256), signed with a key derived from the configured session secret. It
+//! carries the LiteLLM UI token fields (`user_id`, `key`, `user_email`, `user_role`, `login_method`,
+//! `premium_user`, `auth_header_name`, `disabled_non_admin_personal_key_creation`,
+//! `server_root_path`), `exp`, `iat`, a unique session id (`jti`), and the identity the gate hands
+//! to the inner service (`name`, `teams`, `provider`, `attrs`), so that a protected request needs no
+//! store call. It is accepted from the `token` cookie or an `Authorization: Bearer` header.
+//!
+//! Verified sessions are remembered (bounded, each until its own expiry), so a repeat request costs
+//! one in-process lookup; revocation is in-process too.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::hmac;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::identity::{Identity, IdentityData, UserRole};
+
+/// The longest session token the gate will look at. Longer ones are refused without parsing.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+const SESSION_AUDIENCE: &str = "tower-sso:session";
+const ISSUER: &str = "tower-sso";
+
+/// The claims of a session token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionClaims {
+    /// The user id.
+    pub user_id: String,
+    /// An opaque per-session handle (upstream: the UI key). Equal to `jti`.
+    pub key: String,
+    /// The e-mail.
+    pub user_email: Option<String>,
+    /// The role.
+    pub user_role: UserRole,
+    /// Always `sso` for sessions this crate issues.
+    pub login_method: String,
+    /// Upstream field, passed through from configuration.
+    pub premium_user: bool,
+    /// The header the UI sends its key in (`Authorization` by default).
+    pub auth_header_name: String,
+    /// Upstream field, passed through from configuration.
+    pub disabled_non_admin_personal_key_creation: bool,
+    /// `SERVER_ROOT_PATH`.
+    pub server_root_path: String,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Team ids.
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// The provider the user logged in through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Extra attributes.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub attrs: serde_json::Map<String, serde_json::Value>,
+    /// Unique session id.
+    pub jti: String,
+    /// Issued at (seconds since the epoch).
+    pub iat: u64,
+    /// Expires at (seconds since the epoch).
+    pub exp: u64,
+    /// Always `tower-sso`.
+    pub iss: String,
+    /// Always `tower-sso:session`: a token minted for another purpose never passes as a session.
+    pub aud: String,
+}
+
+/// Why a session token was refused. The gate answers all of them with the same 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionError {
+    /// No token in the request.
+    Missing,
+    /// Longer than [`MAX_TOKEN_LEN`].
+    TooLong,
+    /// Not a well-formed, correctly signed session token of ours (tampered, wrong key, `alg: none`,
+    /// wrong algorithm, wrong audience, truncated, ...).
+    Invalid,
+    /// Past its `exp`.
+    Expired,
+    /// Revoked by logout.
+    Revoked,
+}
+
+impl SessionError {
+    /// A short message safe to show a client.
+    pub fn message(self) -> &'static str {
+        match self {
+            SessionError::Missing => "authentication required: no session token",
+            SessionError::TooLong => "invalid session token",
+            SessionError::Invalid => "invalid session token",
+            SessionError::Expired => "session expired",
+            SessionError::Revoked => "session revoked",
+        }
+    }
+}
+
+/// What a new session is made of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSession {
+    /// The user id.
+    pub user_id: String,
+    /// The e-mail.
+    pub email: Option<String>,
+    /// Display name.
+    pub display_name: Option<String>,
+    /// The role.
+    pub role: UserRole,
+    /// Team ids.
+    pub team_ids: Vec<String>,
+    /// Provider name.
+    pub provider: Option<String>,
+    /// Extra attributes.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Fixed fields copied into every session token (upstream UI settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionFields {
+    /// `premium_user`.
+    pub premium_user: bool,
+    /// `auth_header_name`.
+    pub auth_header_name: String,
+    /// `disabled_non_admin_personal_key_creation`.
+    pub disabled_non_admin_personal_key_creation: bool,
+    /// `server_root_path`.
+    pub server_root_path: String,
+}
+
+impl Default for SessionFields {
+    fn default() -> Self {
+        Self {
+            premium_user: false,
+            auth_header_name: "Authorization".to_owned(),
+            disabled_non_admin_personal_key_creation: false,
+            server_root_path: String::new(),
+        }
+    }
+}
+
+/// Derives a purpose-bound key from the session secret, so that the secret itself (in env mode,
+/// the LiteLLM master key) never signs anything and each purpose has its own key.
+pub(crate) fn derive_key(secret: &[u8], purpose: &str) -> Vec<u8> {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    hmac::sign(&key, format!("tower-sso/v1/{purpose}").as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+/// Issues and verifies session tokens, remembering recently verified ones.
+#[derive(Clone)]
+pub struct SessionCodec {
+    inner: Arc<CodecInner>,
+}
+
+struct CodecInner {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+    fields: SessionFields,
+    clock: Clock,
+    verified: moka::sync::Cache<String, Identity>,
+    revoked: moka::sync::Cache<String, u64>,
+}
+
+struct UntilExpiry;
+
+impl moka::Expiry<String, Identity> for UntilExpiry {
+    fn expire_after_create(&self, _k: &String, v: &Identity, _at: Instant) -> Option<Duration> {
+        let now = Clock::system().now();
+        Some(Duration::from_secs(v.expires_at().saturating_sub(now)))
+    }
+}
+
+struct UntilRevocationEnds;
+
+impl moka::Expiry<String, u64> for UntilRevocationEnds {
+    fn expire_after_create(&self, _k: &String, exp: &u64, _at: Instant) -> Option<Duration> {
+        // Keep the revocation a little past the token's own expiry (clock leeway).
+        let now = Clock::system().now();
+        Some(Duration::from_secs(
+            exp.saturating_sub(now).saturating_add(120),
+        ))
+    }
+}
+
+impl std::fmt::Debug for SessionCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCodec")
+            .field("ttl", &self.inner.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionCodec {
+    /// A codec signing with a key derived from `secret`, issuing sessions that last `ttl`.
+    ///
+    /// `remembered` bounds how many verified sessions are kept in memory.
+    pub fn new(
+        secret: &[u8],
+        ttl: Duration,
+        fields: SessionFields,
+        clock: Clock,
+        remembered: u64,
+    ) -> Self {
+        let key = derive_key(secret, "session");
+        // The derived key is 32 bytes, never empty, so these cannot fail; fall back to an
+        // unusable key rather than panic if that ever changed.
+        let encoding =
+            EncodingKey::from_secret(&key).unwrap_or_else(|_| EncodingKey::from_rsa_der(&[]));
+        let decoding =
+            DecodingKey::from_secret(&key).unwrap_or_else(|_| DecodingKey::from_rsa_der(&[]));
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.set_audience(&[SESSION_AUDIENCE]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iat", "aud", "iss"]);
+        // Expiry is checked against our own clock below.
+        validation.validate_exp = false;
+        validation.leeway = 0;
+        let verified = moka::sync::Cache::builder()
+            .max_capacity(remembered)
+            .expire_after(UntilExpiry)
+            .support_invalidation_closures()
+            .build();
+        let revoked = moka::sync::Cache::builder()
+            .max_capacity(1_000_000)
+            .expire_after(UntilRevocationEnds)
+            .build();
+        Self {
+            inner: Arc::new(CodecInner {
+                encoding,
+                decoding,
+                validation,
+                ttl,
+                fields,
+                clock,
+                verified,
+                revoked,
+            }),
+        }
+    }
+
+    /// How long new sessions last.
+    pub fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    /// Issues a session token for `session`. Returns the token and the identity it stands for.
+    pub fn issue(
+        &self,
+        session: NewSession,
+    ) -> Result<(String, Identity), jsonwebtoken::errors::Error> {
+        let now = self.inner.clock.now();
+        let exp = now.saturating_add(self.inner.ttl.as_secs());
+        let jti = crate::random::token(24);
+        let fields = &self.inner.fields;
+        let claims = SessionClaims {
+            user_id: session.user_id,
+            key: jti.clone(),
+            user_email: session.email,
+            user_role: session.role,
+            login_method: "sso".to_owned(),
+            premium_user: fields.premium_user,
+            auth_header_name: fields.auth_header_name.clone(),
+            disabled_non_admin_personal_key_creation: fields
+                .disabled_non_admin_personal_key_creation,
+            server_root_path: fields.server_root_path.clone(),
+            name: session.display_name,
+            teams: session.team_ids,
+            provider: session.provider,
+            attrs: session.attributes,
+            jti,
+            iat: now,
+            exp,
+            iss: ISSUER.to_owned(),
+            aud: SESSION_AUDIENCE.to_owned(),
+        };
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.inner.encoding,
+        )?;
+        let identity = identity_from(claims);
+        Ok((token, identity))
+    }
+
+    /// Verifies a session token: size, signature, algorithm, issuer, audience, expiry, revocation.
+    ///
+    /// A token verified before is answered from memory (one lookup), still subject to expiry.
+    pub fn verify(&self, token: &str) -> Result<Identity, SessionError> {
+        let now = self.inner.clock.now();
+        if let Some(identity) = self.inner.verified.get(token) {
+            if identity.expires_at() <= now {
+                return Err(SessionError::Expired);
+            }
+            return Ok(identity);
+        }
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(SessionError::TooLong);
+        }
+        let data = jsonwebtoken::decode::<SessionClaims>(
+            token,
+            &self.inner.decoding,
+            &self.inner.validation,
+        )
+        .map_err(|_| SessionError::Invalid)?;
+        let claims = data.claims;
+        if claims.exp <= now {
+            return Err(SessionError::Expired);
+        }
+        if self.inner.revoked.contains_key(&claims.jti) {
+            return Err(SessionError::Revoked);
+        }
+        let identity = identity_from(claims);
+        self.inner
+            .verified
+            .insert(token.to_owned(), identity.clone());
+        Ok(identity)
+    }
+
+    /// Revokes the session with id `session_id` (expiring at `expires_at`) in this process: later
+    /// requests carrying it are refused.
+    pub fn revoke(&self, session_id: &str, expires_at: u64) {
+        self.inner.revoked.insert(session_id.to_owned(), expires_at);
+        let sid = session_id.to_owned();
+        // Invalidation closures only fail when not enabled, which they are.
+        let _ = self
+            .inner
+            .verified
+            .invalidate_entries_if(move |_, id| id.session_id() == sid);
+    }
+
+    /// Whether a session id has been revoked in this process.
+    pub fn is_revoked(&self, session_id: &str) -> bool {
+        self.inner.revoked.contains_key(session_id)
+    }
+}
+
+fn identity_from(claims: SessionClaims) -> Identity {
+    Identity::new(IdentityData {
+        user_id: claims.user_id,
+        email: claims.user_email,
+        display_name: claims.name,
+        role: claims.user_role,
+        team_ids: claims.teams,
+        provider: claims.provider,
+        attributes: claims.attrs,
+        session_id: claims.jti,
+        expires_at: claims.exp,
+    })
+}
+
+/// Finds the value of cookie `name` in a `Cookie` header without parsing the other cookies.
+pub(crate) fn find_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let pair = pair.trim_start();
+        let rest = pair.strip_prefix(name)?;
+        let value = rest.strip_prefix('=')?;
+        Some(value.trim_end().trim_matches('"'))
+    })
+}
+
+/// Finds the session token in a request: the `name` cookie first, then `Authorization: Bearer`.
+pub(crate) fn token_from_headers<'a>(
+    headers: &'a http::HeaderMap,
+    cookie_name: &str,
+) -> Option<&'a str> {
+    for value in headers.get_all(http::header::COOKIE) {
+        if let Ok(s) = value.to_str() {
+            if let Some(v) = find_cookie(s, cookie_name) {
+                if !v.is_empty() {
+                    return Some(v);
+                }
+            }
+        }
+    }
+    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = auth.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let token = token.trim();
+        (!token.is_empty()).then_some(token)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codec(clock: Clock) -> SessionCodec {
+        SessionCodec::new(
+            b"0123456789abcdef0123456789abcdef",
+            Duration::from_secs(3600),
+            SessionFields::default(),
+            clock,
+            100,
+        )
+    }
+
+    fn alice() -> NewSession {
+        NewSession {
+            user_id: "alice".into(),
+            email: Some("alice@example.com".into()),
+            display_name: Some("Alice".into()),
+            role: UserRole::InternalUser,
+            team_ids: vec!["t1".into()],
+            provider: Some("generic".into()),
+            attributes: serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn issue_then_verify_round_trips() {
+        let c = codec(Clock::manual());
+        let (token, id) = c.issue(alice()).unwrap();
+        let back = c.verify(&token).unwrap();
+        assert_eq!(back, id);
+        assert_eq!(back.user_id(), "alice");
+        assert_eq!(back.team_ids(), ["t1".to_string()]);
+        // Second time from memory.
+        assert_eq!(c.verify(&token).unwrap(), id);
+    }
+
+    #[test]
+    fn upstream_fields_present() {
+        let c = codec(Clock::manual());
+        let (token, _) = c.issue(alice()).unwrap();
+        let claims: serde_json::Value = jsonwebtoken::dangerous::insecure_decode(&token)
+            .unwrap()
+            .claims;
+        for f in [
+            "user_id",
+            "key",
+            "user_email",
+            "user_role",
+            "login_method",
+            "premium_user",
+            "auth_header_name",
+            "disabled_non_admin_personal_key_creation",
+            "server_root_path",
+            "exp",
+            "iat",
+            "jti",
+        ] {
+            assert!(claims.get(f).is_some(), "missing {f}");
+        }
+        assert_eq!(claims["user_role"], "internal_user");
+        assert_eq!(claims["login_method"], "sso");
+        assert_eq!(
+            claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+            3600
+        );
+    }
+
+    #[test]
+    fn expired_even_when_remembered() {
+        let clock = Clock::manual();
+        let c = codec(clock.clone());
+        let (token, _) = c.issue(alice()).unwrap();
+        c.verify(&token).unwrap();
+        clock.advance(3601);
+        assert_eq!(c.verify(&token), Err(SessionError::Expired));
+        // A codec that never saw the token refuses it too.
+        let other = SessionCodec::new(
+            b"0123456789abcdef0123456789abcdef",
+            Duration::from_secs(3600),
+            SessionFields::default(),
+            clock,
+            100,
+        );
+        assert_eq!(other.verify(&token), Err(SessionError::Expired));
+    }
+
+    #[test]
+    fn wrong_key_tampered_truncated_none_refused() {
+        let c = codec(Clock::manual());
+        let (token, _) = c.issue(alice()).unwrap();
+        let other = SessionCodec::new(
+            b"another-secret-another-secret-xx",
+            Duration::from_secs(3600),
+            SessionFields::default(),
+            Clock::manual(),
+            100,
+        );
+        assert_eq!(other.verify(&token), Err(SessionError::Invalid));
+        assert_eq!(
+            c.verify(&token[..token.len() - 3]),
+            Err(SessionError::Invalid)
+        );
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged_payload = {
+            use base64_helpers::*;
+            let mut v: serde_json::Value = serde_json::from_slice(&b64d(parts[1])).unwrap();
+            v["user_role"] = "proxy_admin".into();
+            b64e(&serde_json::to_vec(&v).unwrap())
+        };
+        parts[1] = &forged_payload;
+        assert_eq!(c.verify(&parts.join(".")), Err(SessionError::Invalid));
+        let none_header = base64_helpers::b64e(br#"{"alg":"none","typ":"JWT"}"#);
+        let none_token = format!("{}.{}.", none_header, token.split('.').nth(1).unwrap());
+        assert_eq!(c.verify(&none_token), Err(SessionError::Invalid));
+        assert_eq!(c.verify(""), Err(SessionError::Invalid));
+        assert_eq!(c.verify("a.b.c"), Err(SessionError::Invalid));
+        assert_eq!(
+            c.verify(&"x".repeat(MAX_TOKEN_LEN + 1)),
+            Err(SessionError::TooLong)
+        );
+    }
+
+    #[test]
+    fn revoked_sessions_refused() {
+        let c = codec(Clock::manual());
+        let (token, id) = c.issue(alice()).unwrap();
+        c.verify(&token).unwrap();
+        c.revoke(id.session_id(), id.expires_at());
+        assert_eq!(c.verify(&token), Err(SessionError::Revoked));
+    }
+
+    #[test]
+    fn cookie_lookup() {
+        assert_eq!(find_cookie("a=1; token=abc; b=2", "token"), Some("abc"));
+        assert_eq!(find_cookie("tokenx=1; token=abc", "token"), Some("abc"));
+        assert_eq!(find_cookie("xtoken=1", "token"), None);
+        assert_eq!(find_cookie("token=\"q\"", "token"), Some("q"));
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, "Bearer xyz".parse().unwrap());
+        assert_eq!(token_from_headers(&h, "token"), Some("xyz"));
+        h.insert(http::header::COOKIE, "token=fromcookie".parse().unwrap());
+        assert_eq!(token_from_headers(&h, "token"), Some("fromcookie"));
+        h.insert(http::header::AUTHORIZATION, "Basic xyz".parse().unwrap());
+        h.remove(http::header::COOKIE);
+        assert_eq!(token_from_headers(&h, "token"), None);
+    }
+
+    mod base64_helpers {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        pub(super) fn b64e(data: &[u8]) -> String {
+            let mut out = String::new();
+            for chunk in data.chunks(3) {
+                let b = [
+                    chunk[0],
+                    *chunk.get(1).unwrap_or(&0),
+                    *chunk.get(2).unwrap_or(&0),
+                ];
+                let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+                for i in 0..=chunk.len() {
+                    out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                }
+            }
+            out
+        }
+        pub(super) fn b64d(s: &str) -> Vec<u8> {
+            let vals: Vec<u32> = s
+                .bytes()
+                .map(|c| A.iter().position(|&a| a == c).unwrap() as u32)
+                .collect();
+            let mut out = Vec::new();
+            for chunk in vals.chunks(4) {
+                let mut n = 0u32;
+                for (i, v) in chunk.iter().enumerate() {
+                    n |= v << (18 - 6 * i);
+                }
+                for i in 0..chunk.len() - 1 {
+                    out.push((n >> (16 - 8 * i)) as u8);
+                }
+            }
+            out
+        }
+    }
+}
