@@ -1,1 +1,522 @@
-//! (to be written)
+//! [`SsoLayer`] and its builder.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower::util::BoxCloneSyncService;
+use tower_layer::Layer;
+
+use crate::cache::{CacheError, CacheRequest, CacheResponse, MokaVerifierCache, VerifierCache};
+use crate::clock::Clock;
+use crate::config::{ConfigErrors, Problems};
+use crate::http::{HttpClient, HttpClientConfig, HttpError, HttpRequest, HttpResponse};
+use crate::path::{PathPattern, PublicPaths, is_plain};
+use crate::policy::{AccessPolicy, UiAccessMode};
+use crate::provider::Provider;
+use crate::redirect::RedirectPolicy;
+use crate::runtime::ProviderRuntime;
+use crate::service::SsoService;
+use crate::session::{SessionCodec, SessionFields, derive_key};
+use crate::store::{MemoryUserStore, NewTeamDefaults, NewUserDefaults, StoreError, StoreRequest, StoreResponse, UserStore};
+
+/// The shortest session secret accepted, in bytes.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// A [`tower::Layer`] that puts single sign-on in front of a service.
+///
+/// It answers its own endpoints (under `/sso` by default), lets public paths through, and checks
+/// the session on every other request: a valid one reaches the inner service with an
+/// [`Identity`](crate::Identity) in the request extensions; anything else is answered by the layer
+/// (303 to login for browsers, 401 JSON for API clients).
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response, StatusCode};
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_sso::{Identity, SsoLayer, provider::Provider};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sso = SsoLayer::builder()
+///     .base_url("https://gateway.example.com")
+///     .session_secret("a long random secret, at least 16 bytes")
+///     .provider(Provider::oidc("https://idp.example.com", "client-id", "client-secret"))
+///     .public_paths(["/health"])
+///     .build()?;
+///
+/// let app = ServiceBuilder::new().layer(sso).service_fn(|req: Request<String>| async move {
+///     let who = req.extensions().get::<Identity>().map(|i| i.user_id().to_owned());
+///     Ok::<_, Infallible>(Response::new(format!("hello {who:?}")))
+/// });
+///
+/// // No session: an API client gets 401 with a JSON error body.
+/// let res = app.clone().oneshot(Request::get("/whoami").body(String::new())?).await?;
+/// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+///
+/// // Public paths go straight through.
+/// let res = app.oneshot(Request::get("/health").body(String::new())?).await?;
+/// assert_eq!(res.status(), StatusCode::OK);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SsoLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SsoLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoLayer")
+            .field("base_url", &self.shared.base_url)
+            .field("endpoints", &self.shared.paths.prefix)
+            .field("providers", &self.shared.providers.iter().map(|p| p.config.provider_name()).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for SsoLayer {
+    type Service = SsoService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SsoService::new(inner, self.shared.clone())
+    }
+}
+
+impl SsoLayer {
+    /// A builder with defaults for everything but the base URL and the session secret.
+    pub fn builder() -> SsoLayerBuilder {
+        SsoLayerBuilder::default()
+    }
+
+    /// The session codec (to issue sessions yourself, for example in tests, or to revoke one).
+    pub fn sessions(&self) -> &SessionCodec {
+        &self.shared.sessions
+    }
+
+    /// The URL the identity provider redirects back to (`{base}{root}/sso/callback`): register it.
+    pub fn callback_url(&self) -> &str {
+        &self.shared.callback_url
+    }
+}
+
+/// The layer's own endpoint paths.
+#[derive(Debug, Clone)]
+pub(crate) struct EndpointPaths {
+    /// `{root}{prefix}` (for example `/sso`).
+    pub(crate) prefix: String,
+}
+
+/// Session cookie attributes.
+#[derive(Debug, Clone)]
+pub(crate) struct CookieSettings {
+    pub(crate) name: String,
+    pub(crate) http_only: bool,
+    pub(crate) secure: bool,
+    pub(crate) max_age: Duration,
+}
+
+/// Everything the service needs, built once.
+pub(crate) struct Shared {
+    pub(crate) base_url: String,
+    pub(crate) root_path: String,
+    pub(crate) paths: EndpointPaths,
+    pub(crate) callback_url: String,
+    pub(crate) ui_url: String,
+    pub(crate) cookie: CookieSettings,
+    pub(crate) flow_key: Vec<u8>,
+    pub(crate) public: PublicPaths,
+    pub(crate) sessions: SessionCodec,
+    pub(crate) providers: Vec<ProviderRuntime>,
+    pub(crate) policy: AccessPolicy,
+    pub(crate) redirects: RedirectPolicy,
+    pub(crate) user_defaults: NewUserDefaults,
+    pub(crate) team_defaults: NewTeamDefaults,
+    pub(crate) identity_headers: bool,
+    pub(crate) logout_url: Option<String>,
+    pub(crate) cache: VerifierCache,
+    pub(crate) store: UserStore,
+    pub(crate) clock: Clock,
+}
+
+impl Shared {
+    /// The provider named `name`, or the first one.
+    pub(crate) fn provider(&self, name: Option<&str>) -> Option<&ProviderRuntime> {
+        match name {
+            None | Some("") => self.providers.first(),
+            Some(n) => self.providers.iter().find(|p| p.config.provider_name() == n),
+        }
+    }
+}
+
+/// Builds an [`SsoLayer`]. Every setter is infallible; [`build`](Self::build) reports every
+/// problem at once.
+#[derive(Default)]
+pub struct SsoLayerBuilder {
+    base_url: Option<String>,
+    secret: Option<Vec<u8>>,
+    session_duration: Option<Duration>,
+    cookie_http_only: Option<bool>,
+    root_path: Option<String>,
+    prefix: Option<String>,
+    public_paths: Vec<String>,
+    providers: Vec<Provider>,
+    ui_path: Option<String>,
+    logout_url: Option<String>,
+    policy: AccessPolicy,
+    redirect_domains: Vec<String>,
+    user_defaults: NewUserDefaults,
+    team_defaults: NewTeamDefaults,
+    identity_headers: bool,
+    session_fields: Option<SessionFields>,
+    cache: Option<VerifierCache>,
+    store: Option<UserStore>,
+    http: Option<HttpClient>,
+    http_config: HttpClientConfig,
+    clock: Option<Clock>,
+    remembered_sessions: Option<u64>,
+    pub(crate) env_problems: Vec<crate::config::ConfigError>,
+}
+
+impl std::fmt::Debug for SsoLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoLayerBuilder").field("base_url", &self.base_url).finish_non_exhaustive()
+    }
+}
+
+impl SsoLayerBuilder {
+    /// The public URL of the protected service (`PROXY_BASE_URL`), for example
+    /// `https://gateway.example.com`. The callback URL and the cookies' `Secure` flag derive from
+    /// it; it is never taken from request headers.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// The secret session tokens are signed with (in env mode, `LITELLM_MASTER_KEY`). At least
+    /// 16 bytes; signing keys are derived from it, so the secret itself never signs anything.
+    pub fn session_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.secret = Some(secret.as_ref().to_vec());
+        self
+    }
+
+    /// How long a session lasts (`LITELLM_UI_SESSION_DURATION`, default 24 h).
+    pub fn session_duration(mut self, d: Duration) -> Self {
+        self.session_duration = Some(d);
+        self
+    }
+
+    /// Whether the `token` cookie is `HttpOnly` (default `true`). Turn it off only for a UI that
+    /// must read the token from JavaScript (LiteLLM's admin UI does).
+    pub fn session_cookie_http_only(mut self, on: bool) -> Self {
+        self.cookie_http_only = Some(on);
+        self
+    }
+
+    /// The fixed fields copied into every session token (premium flag, auth header name, ...).
+    pub fn session_fields(mut self, fields: SessionFields) -> Self {
+        self.session_fields = Some(fields);
+        self
+    }
+
+    /// How many verified sessions are remembered in memory (default 100 000).
+    pub fn remembered_sessions(mut self, n: u64) -> Self {
+        self.remembered_sessions = Some(n);
+        self
+    }
+
+    /// The path prefix the service is mounted at (`SERVER_ROOT_PATH`), for example `/litellm`.
+    pub fn root_path(mut self, path: impl Into<String>) -> Self {
+        self.root_path = Some(path.into());
+        self
+    }
+
+    /// The prefix of the layer's own endpoints under the root path (default `/sso`).
+    pub fn endpoint_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Paths served without a session: exact paths (`/health`) or prefixes (`/static/*`).
+    /// Matched only on plain paths (see the crate docs), never on the query.
+    pub fn public_paths<I, P>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.public_paths.extend(paths.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds an identity provider. The first one added is the default; others are chosen per login
+    /// with `?provider=NAME`.
+    pub fn provider(mut self, provider: Provider) -> Self {
+        self.providers.push(provider);
+        self
+    }
+
+    /// Where users land after login when no valid return target was given
+    /// (default `/ui/?login=success` under the root path).
+    pub fn ui_path(mut self, path: impl Into<String>) -> Self {
+        self.ui_path = Some(path.into());
+        self
+    }
+
+    /// Where logout sends the browser (`PROXY_LOGOUT_URL`); default: the IdP's end-session
+    /// endpoint, else the root path.
+    pub fn logout_url(mut self, url: impl Into<String>) -> Self {
+        self.logout_url = Some(url.into());
+        self
+    }
+
+    /// The whole access policy.
+    pub fn access_policy(mut self, policy: AccessPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Only users whose e-mail is in one of these domains may log in (`ALLOWED_EMAIL_DOMAINS`).
+    pub fn allowed_email_domains<I, S>(mut self, domains: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let joined: Vec<String> = domains.into_iter().map(|d| d.as_ref().to_owned()).collect();
+        self.policy.allowed_email_domains = AccessPolicy::parse_domains(&joined.join(","));
+        self
+    }
+
+    /// Who may log in to the UI: everyone, admins only, or members of one SSO group.
+    pub fn ui_access_mode(mut self, mode: UiAccessMode) -> Self {
+        self.policy.ui_access_mode = mode;
+        self
+    }
+
+    /// The user id that is always promoted to `proxy_admin` (`PROXY_ADMIN_ID`).
+    pub fn proxy_admin_id(mut self, id: impl Into<String>) -> Self {
+        self.policy.proxy_admin_id = Some(id.into()).filter(|s| !s.is_empty());
+        self
+    }
+
+    /// Domains an absolute post-login return target may point at (`example.com` exactly,
+    /// `.example.com` for it and its subdomains). Relative paths on our origin are always allowed.
+    pub fn allowed_redirect_domains<I, S>(mut self, domains: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.redirect_domains.extend(domains.into_iter().map(Into::into));
+        self
+    }
+
+    /// Defaults for users created at their first login (`default_internal_user_params`).
+    pub fn new_user_defaults(mut self, defaults: NewUserDefaults) -> Self {
+        self.user_defaults = defaults;
+        self
+    }
+
+    /// Defaults for teams created from SSO groups (`default_team_params`).
+    pub fn new_team_defaults(mut self, defaults: NewTeamDefaults) -> Self {
+        self.team_defaults = defaults;
+        self
+    }
+
+    /// Also pass the identity to the inner service as `X-Forwarded-User`, `X-Forwarded-Email`,
+    /// `X-Forwarded-Groups` and `X-Forwarded-Preferred-Username` (for a proxied upstream).
+    /// Inbound copies of these headers are always removed, whether this is on or not.
+    pub fn identity_headers(mut self, on: bool) -> Self {
+        self.identity_headers = on;
+        self
+    }
+
+    /// The verifier cache (default: an in-process moka cache).
+    pub fn verifier_cache<C>(mut self, cache: C) -> Self
+    where
+        C: tower::Service<CacheRequest, Response = CacheResponse, Error = CacheError> + Clone + Send + Sync + 'static,
+        C::Future: Send + 'static,
+    {
+        self.cache = Some(BoxCloneSyncService::new(cache));
+        self
+    }
+
+    /// The user store (default: in memory).
+    pub fn user_store<U>(mut self, store: U) -> Self
+    where
+        U: tower::Service<StoreRequest, Response = StoreResponse, Error = StoreError> + Clone + Send + Sync + 'static,
+        U::Future: Send + 'static,
+    {
+        self.store = Some(BoxCloneSyncService::new(store));
+        self
+    }
+
+    /// The HTTP client used to reach identity providers (default: hyper over rustls, with
+    /// timeouts, no redirects and a body size cap).
+    pub fn http_client<H>(mut self, client: H) -> Self
+    where
+        H: tower::Service<HttpRequest, Response = HttpResponse, Error = HttpError> + Clone + Send + Sync + 'static,
+        H::Future: Send + 'static,
+    {
+        self.http = Some(BoxCloneSyncService::new(client));
+        self
+    }
+
+    /// Timeouts and body cap of the default HTTP client.
+    pub fn http_client_config(mut self, config: HttpClientConfig) -> Self {
+        self.http_config = config;
+        self
+    }
+
+    /// The clock (tests use [`Clock::manual`]).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Validates everything and builds the layer, or returns every problem found.
+    pub fn build(self) -> Result<SsoLayer, ConfigErrors> {
+        let mut p = Problems(self.env_problems);
+
+        let base_url = match self.base_url.as_deref().map(str::trim) {
+            None | Some("") => {
+                p.add("base_url (PROXY_BASE_URL)", "is not set");
+                None
+            }
+            Some(raw) => match url::Url::parse(raw) {
+                Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                    p.add("base_url (PROXY_BASE_URL)", format!("{raw:?} must be an http or https URL"));
+                    None
+                }
+                Ok(u) if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() => {
+                    p.add("base_url (PROXY_BASE_URL)", format!("{raw:?} must not carry credentials, a query or a fragment"));
+                    None
+                }
+                Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+                    p.add("base_url (PROXY_BASE_URL)", format!("{raw:?} has no host"));
+                    None
+                }
+                Ok(u) => Some(u),
+                Err(e) => {
+                    p.add("base_url (PROXY_BASE_URL)", format!("{raw:?} is not a valid URL ({e})"));
+                    None
+                }
+            },
+        };
+
+        match &self.secret {
+            None => p.add("session_secret (LITELLM_MASTER_KEY)", "is not set"),
+            Some(s) if s.len() < MIN_SECRET_LEN => p.add(
+                "session_secret (LITELLM_MASTER_KEY)",
+                format!("is {} bytes long; use at least {MIN_SECRET_LEN} random bytes", s.len()),
+            ),
+            Some(_) => {}
+        }
+
+        let session_duration = self.session_duration.unwrap_or(Duration::from_secs(24 * 3600));
+        if session_duration.as_secs() == 0 {
+            p.add("session_duration (LITELLM_UI_SESSION_DURATION)", "must be at least one second");
+        }
+
+        let root_path = normalise_prefix(self.root_path.as_deref().unwrap_or(""), "root_path (SERVER_ROOT_PATH)", &mut p);
+        let prefix = normalise_prefix(self.prefix.as_deref().unwrap_or("/sso"), "endpoint_prefix", &mut p);
+        if prefix.is_empty() {
+            p.add("endpoint_prefix", "must not be empty");
+        }
+
+        let mut patterns = Vec::new();
+        for raw in &self.public_paths {
+            match PathPattern::parse(raw) {
+                Ok(pat) => patterns.push(pat),
+                Err(e) => p.add("public_paths", e),
+            }
+        }
+
+        let mut names = std::collections::HashSet::new();
+        for provider in &self.providers {
+            provider.validate(&mut p);
+            if !names.insert(provider.provider_name().to_owned()) {
+                p.add(format!("provider {:?}", provider.provider_name()), "two providers have this name; give each a distinct name()");
+            }
+        }
+
+        let ui_path = self.ui_path.clone().unwrap_or_else(|| "/ui/?login=success".to_owned());
+        if !ui_path.starts_with('/') || ui_path.starts_with("//") {
+            p.add("ui_path", format!("{ui_path:?} must be a path starting with a single '/'"));
+        }
+        if let Some(l) = &self.logout_url {
+            match url::Url::parse(l) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => p.add("logout_url (PROXY_LOGOUT_URL)", format!("{l:?} must be an absolute http(s) URL")),
+            }
+        }
+
+        let (Some(base_url), Some(secret)) = (base_url, self.secret) else {
+            return Err(ConfigErrors(p.0));
+        };
+        if !p.0.is_empty() {
+            return Err(ConfigErrors(p.0));
+        }
+
+        let base = base_url.as_str().trim_end_matches('/').to_owned();
+        let secure = base_url.scheme() == "https";
+        let endpoint_prefix = format!("{root_path}{prefix}");
+        let callback_url = format!("{base}{endpoint_prefix}/callback");
+        let ui_url = format!("{root_path}{ui_path}");
+        let clock = self.clock.unwrap_or_default();
+        let mut fields = self.session_fields.unwrap_or_default();
+        if fields.server_root_path.is_empty() {
+            fields.server_root_path = root_path.clone();
+        }
+        let sessions = SessionCodec::new(
+            &secret,
+            session_duration,
+            fields,
+            clock.clone(),
+            self.remembered_sessions.unwrap_or(100_000),
+        );
+        let http = self.http.unwrap_or_else(|| crate::http::default_client(&self.http_config));
+        let providers = self
+            .providers
+            .into_iter()
+            .map(|pc| ProviderRuntime::new(pc, http.clone(), clock.clone()))
+            .collect();
+        let shared = Shared {
+            base_url: base,
+            root_path,
+            paths: EndpointPaths { prefix: endpoint_prefix },
+            callback_url,
+            ui_url,
+            cookie: CookieSettings {
+                name: "token".to_owned(),
+                http_only: self.cookie_http_only.unwrap_or(true),
+                secure,
+                max_age: session_duration,
+            },
+            flow_key: derive_key(&secret, "flow"),
+            public: PublicPaths::new(patterns),
+            sessions,
+            providers,
+            policy: self.policy,
+            redirects: RedirectPolicy::new(self.redirect_domains),
+            user_defaults: self.user_defaults,
+            team_defaults: self.team_defaults,
+            identity_headers: self.identity_headers,
+            logout_url: self.logout_url,
+            cache: self.cache.unwrap_or_else(|| BoxCloneSyncService::new(MokaVerifierCache::default())),
+            store: self.store.unwrap_or_else(|| BoxCloneSyncService::new(MemoryUserStore::default())),
+            clock,
+        };
+        Ok(SsoLayer { shared: Arc::new(shared) })
+    }
+}
+
+/// `""` stays `""`; otherwise a plain path starting with `/`, without a trailing `/`.
+fn normalise_prefix(raw: &str, setting: &str, p: &mut Problems) -> String {
+    let t = raw.trim().trim_end_matches('/');
+    if t.is_empty() {
+        return String::new();
+    }
+    let with_slash = if t.starts_with('/') { t.to_owned() } else { format!("/{t}") };
+    if !is_plain(&with_slash) {
+        p.add(setting, format!("{raw:?} must be a plain path like /litellm"));
+    }
+    with_slash
+}

@@ -1,1 +1,113 @@
-//! (to be written)
+//! [`SsoService`]: the request path, top to bottom.
+
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use crate::body::ResponseBody;
+use crate::endpoints;
+use crate::future::ResponseFuture;
+use crate::headers::{set_identity_headers, strip_identity_headers};
+use crate::layer::{Shared, SsoLayer};
+use crate::session::token_from_headers;
+use std::sync::Arc;
+
+/// The service [`SsoLayer`] wraps around an inner service.
+///
+/// Works for any request body type; its error type is the inner service's, and every rejection is
+/// an HTTP response (so axum needs no `HandleErrorLayer`).
+#[derive(Clone)]
+pub struct SsoService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> std::fmt::Debug for SsoService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoService").finish_non_exhaustive()
+    }
+}
+
+impl<S> SsoService<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// Wraps `inner` with `layer`'s configuration.
+    pub fn with_layer(inner: S, layer: &SsoLayer) -> Self {
+        Self::new(inner, layer.shared.clone())
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SsoService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // Identity headers only ever come from us.
+        strip_identity_headers(req.headers_mut());
+
+        // 1. The layer's own endpoints: answered here, never forwarded.
+        if let Some(endpoint) = endpoints::route(&self.shared, req.method(), req.uri().path()) {
+            let (parts, _body) = req.into_parts();
+            return ResponseFuture::endpoint(endpoints::handle(self.shared.clone(), endpoint, parts));
+        }
+
+        // 2. Public paths go straight through.
+        if self.shared.public.matches(req.uri().path()) {
+            return ResponseFuture::inner(self.call_inner(req));
+        }
+
+        // 3. Everything else needs a valid session.
+        let verified = match token_from_headers(req.headers(), &self.shared.cookie.name) {
+            Some(token) => self.shared.sessions.verify(token),
+            None => Err(crate::session::SessionError::Missing),
+        };
+        match verified {
+            Ok(identity) => {
+                if self.shared.identity_headers {
+                    set_identity_headers(req.headers_mut(), &identity);
+                }
+                req.extensions_mut().insert(identity);
+                ResponseFuture::inner(self.call_inner(req))
+            }
+            Err(err) => ResponseFuture::ready(endpoints::unauthenticated(&self.shared, &req, err)),
+        }
+    }
+}
+
+impl<S> SsoService<S> {
+    /// Calls the inner service that `poll_ready` prepared, leaving a fresh clone in its place.
+    fn call_inner<ReqBody, ResBody>(&mut self, req: Request<ReqBody>) -> S::Future
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    {
+        let clone = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, clone);
+        ready.call(req)
+    }
+}

@@ -1,1 +1,228 @@
-//! (to be written)
+//! The layer's own endpoints, and the answer to an unauthenticated request.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header, request::Parts};
+use http_body_util::Full;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+use crate::error::SsoError;
+use crate::future::EndpointFuture;
+use crate::identity::Identity;
+use crate::layer::Shared;
+use crate::path::is_plain;
+use crate::session::{SessionError, token_from_headers};
+
+mod callback;
+mod cookies;
+mod flow;
+mod login;
+mod logout;
+mod settings;
+
+pub(crate) use self::cookies::{clear_cookie, session_cookie};
+
+/// One of the layer's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Login,
+    Callback,
+    UiSettings,
+    Readiness,
+    Logout,
+    /// A path under the prefix that is not an endpoint, or a method the endpoint does not take.
+    NotFound,
+    MethodNotAllowed,
+}
+
+/// Which endpoint, if any, a request is for. Only plain paths under the prefix are endpoints;
+/// everything under the prefix is answered by the layer (unknown ones with 404).
+pub(crate) fn route(shared: &Shared, method: &Method, path: &str) -> Option<Endpoint> {
+    let rest = path.strip_prefix(shared.paths.prefix.as_str())?;
+    if !rest.is_empty() && !rest.starts_with('/') {
+        return None;
+    }
+    if !is_plain(path) {
+        return Some(Endpoint::NotFound);
+    }
+    let get = method == Method::GET || method == Method::HEAD;
+    let endpoint = match rest {
+        "/key/generate" | "/login" => Endpoint::Login,
+        "/callback" => Endpoint::Callback,
+        "/get/ui_settings" => Endpoint::UiSettings,
+        "/readiness" => Endpoint::Readiness,
+        "/logout" => {
+            return Some(if get || method == Method::POST { Endpoint::Logout } else { Endpoint::MethodNotAllowed });
+        }
+        _ => return Some(Endpoint::NotFound),
+    };
+    Some(if get { endpoint } else { Endpoint::MethodNotAllowed })
+}
+
+/// Answers an endpoint.
+pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> EndpointFuture {
+    Box::pin(async move {
+        let result = match endpoint {
+            Endpoint::Login => login::start(&shared, &parts).await,
+            Endpoint::Callback => callback::finish(&shared, &parts).await,
+            Endpoint::UiSettings => settings::ui_settings(&shared, &parts),
+            Endpoint::Readiness => settings::readiness(&shared, &parts).await,
+            Endpoint::Logout => logout::logout(&shared, &parts).await,
+            Endpoint::NotFound => Err(SsoError::not_found("no such SSO endpoint")),
+            Endpoint::MethodNotAllowed => {
+                Err(SsoError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed"))
+            }
+        };
+        result.unwrap_or_else(SsoError::into_response)
+    })
+}
+
+/// The session of a request to an endpoint that needs one (settings, readiness).
+pub(crate) fn require_session(shared: &Shared, parts: &Parts) -> Result<Identity, SsoError> {
+    let token = token_from_headers(&parts.headers, &shared.cookie.name)
+        .ok_or_else(|| SsoError::unauthorized(SessionError::Missing.message()))?;
+    shared.sessions.verify(token).map_err(|e| SsoError::unauthorized(e.message()))
+}
+
+/// The answer to a protected request without a valid session: a 303 to login for a browser that
+/// asked for a page, 401 JSON for everything else.
+pub(crate) fn unauthenticated<B>(shared: &Shared, req: &Request<B>, err: SessionError) -> Response<Full<Bytes>> {
+    let method = req.method();
+    if (method == Method::GET || method == Method::HEAD) && prefers_html(req.headers()) {
+        let target = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+        let location = format!(
+            "{}/key/generate?return_to={}",
+            shared.paths.prefix,
+            utf8_percent_encode(target, QUERY_VALUE)
+        );
+        let mut res = see_other(&location);
+        if err != SessionError::Missing {
+            // A stale or forged cookie would otherwise be sent again after login.
+            append_cookie(&mut res, &clear_cookie(&shared.cookie.name, "/", shared.cookie.secure));
+        }
+        return res;
+    }
+    SsoError::unauthorized(err.message()).with_param("token").into_response()
+}
+
+/// Characters escaped in a query parameter value.
+pub(crate) const QUERY_VALUE: &AsciiSet =
+    &CONTROLS.add(b' ').add(b'"').add(b'#').add(b'%').add(b'&').add(b'+').add(b'<').add(b'>').add(b'=').add(b'?').add(b'`').add(b'{').add(b'}').add(b'\\').add(b'|').add(b'^').add(b'\'');
+
+/// Whether the client prefers an HTML page over JSON (`Accept` ranks `text/html` at least as
+/// high as `application/json`, and above zero).
+pub(crate) fn prefers_html(headers: &http::HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut html = 0.0f32;
+    let mut json = 0.0f32;
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0)
+            .clamp(0.0, 1.0);
+        match media.as_str() {
+            "text/html" | "application/xhtml+xml" => html = html.max(q),
+            "application/json" => json = json.max(q),
+            _ => {}
+        }
+    }
+    html > 0.0 && html >= json
+}
+
+/// A 303 See Other to `location`, not cacheable.
+pub(crate) fn see_other(location: &str) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = StatusCode::SEE_OTHER;
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            res.headers_mut().insert(header::LOCATION, v);
+        }
+        Err(_) => return SsoError::internal("redirect target is not a valid header value").into_response(),
+    }
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// A JSON response.
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(serde_json::to_vec(value).unwrap_or_default())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Adds a `Set-Cookie` header.
+pub(crate) fn append_cookie(res: &mut Response<Full<Bytes>>, cookie: &str) {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// The query parameters of a request. A parameter given twice is an error (no parameter
+/// pollution on the login and callback endpoints).
+pub(crate) fn query_params(parts: &Parts) -> Result<Vec<(String, String)>, SsoError> {
+    let query = parts.uri.query().unwrap_or("");
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if out.iter().any(|(seen, _)| *seen == k) {
+            return Err(SsoError::bad_request(format!("query parameter {:?} given more than once", html_escape(&k))));
+        }
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(out)
+}
+
+/// The value of parameter `name`.
+pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// Escapes text for HTML (and keeps messages that echo input harmless anywhere).
+pub(crate) fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            '/' => out.push_str("&#x2F;"),
+            c if c.is_control() => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_negotiation() {
+        let h = |v: &str| {
+            let mut m = http::HeaderMap::new();
+            m.insert(header::ACCEPT, v.parse().unwrap());
+            m
+        };
+        assert!(prefers_html(&h("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")));
+        assert!(!prefers_html(&h("application/json")));
+        assert!(!prefers_html(&h("*/*")));
+        assert!(!prefers_html(&h("text/html;q=0.5, application/json")));
+        assert!(!prefers_html(&h("text/html;q=0")));
+        assert!(!prefers_html(&http::HeaderMap::new()));
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(html_escape("<script>'\"&/"), "&lt;script&gt;&#x27;&quot;&amp;&#x2F;");
+    }
+}

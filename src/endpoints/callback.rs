@@ -1,0 +1,235 @@
+//! `GET /sso/callback`: finish a login.
+//!
+//! Order matters: everything that can be checked without talking to the IdP is checked first
+//! (browser binding, single-use state, IdP error, `iss`), then the code is redeemed, the id_token
+//! verified, userinfo fetched and matched, claims mapped, the access policy applied, and only then
+//! is the user written to the store and a session issued.
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, Response, header};
+use http_body_util::Full;
+use serde_json::{Map, Value};
+
+use super::cookies::clear_cookie;
+use super::flow::{self, FLOW_COOKIE};
+use super::{append_cookie, param, query_params, see_other};
+use crate::error::SsoError;
+use crate::layer::Shared;
+use crate::oidc::{ClientAuth, IdTokenCheck, TokenRequest, check_userinfo_sub, exchange_code, fetch_userinfo, verify_id_token};
+use crate::provider::ClientAuthMethod;
+use crate::session::{NewSession, find_cookie};
+
+/// Clock skew tolerated on id_token times.
+const LEEWAY_SECS: u64 = 60;
+
+pub(crate) async fn finish(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, SsoError> {
+    // The flow cookie is single use whatever happens next.
+    let clear_flow = clear_cookie(FLOW_COOKIE, &shared.paths.prefix, shared.cookie.secure);
+    let mut res = match run(shared, parts).await {
+        Ok(res) => res,
+        Err(e) => {
+            tracing::info!(status = %e.status(), reason = %e.message(), "SSO callback refused");
+            e.into_response()
+        }
+    };
+    append_cookie(&mut res, &clear_flow);
+    res.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    Ok(res)
+}
+
+async fn run(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, SsoError> {
+    let params = query_params(parts)?;
+    let state = param(&params, "state")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| SsoError::bad_request("missing state parameter").with_param("state"))?;
+
+    // 1. This browser started this login.
+    let cookie = parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|h| find_cookie(h, FLOW_COOKIE));
+    let flow_id = flow::open(shared, cookie, state)?;
+
+    // 2. The login is known, live and unused: take it (single use).
+    let record = flow::take(shared, &flow_id).await?;
+    if aws_lc_rs::constant_time::verify_slices_are_equal(record.state.as_bytes(), state.as_bytes()).is_err() {
+        return Err(SsoError::unauthorized("login state does not match").with_param("state"));
+    }
+    let provider = shared
+        .provider(Some(&record.provider))
+        .ok_or_else(|| SsoError::unauthorized("the provider of this login is no longer configured"))?;
+    let resolved = provider.resolve().await?;
+
+    // 3. Mix-up defence (RFC 9207).
+    match (param(&params, "iss"), &resolved.issuer) {
+        (Some(iss), Some(expected)) if iss != expected => {
+            return Err(SsoError::unauthorized("authorization response issuer does not match the provider").with_param("iss"));
+        }
+        (None, Some(_)) if resolved.iss_parameter_supported => {
+            return Err(SsoError::unauthorized("authorization response lacks the issuer the provider promised").with_param("iss"));
+        }
+        _ => {}
+    }
+
+    // 4. The IdP refused.
+    if let Some(error) = param(&params, "error") {
+        let description = param(&params, "error_description").unwrap_or("");
+        return Err(SsoError::unauthorized(format!(
+            "the identity provider refused the login: {}{}{}",
+            short(error),
+            if description.is_empty() { "" } else { ": " },
+            short(description)
+        ))
+        .with_param("error"));
+    }
+    let code = param(&params, "code")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| SsoError::bad_request("missing code parameter").with_param("code"))?;
+
+    // 5. Redeem the code.
+    let config = &provider.config;
+    let headers: Vec<(HeaderName, HeaderValue)> = config
+        .extra_headers
+        .iter()
+        .filter_map(|(k, v)| Some((HeaderName::from_bytes(k.as_bytes()).ok()?, HeaderValue::from_str(v).ok()?)))
+        .collect();
+    let tokens = exchange_code(
+        provider.http(),
+        &TokenRequest {
+            token_endpoint: &resolved.token_endpoint,
+            code,
+            redirect_uri: &shared.callback_url,
+            client_id: &config.client_id,
+            client_secret: config.client_secret.as_deref(),
+            auth: match config.client_auth {
+                ClientAuthMethod::Basic => ClientAuth::Basic,
+                ClientAuthMethod::Post => ClientAuth::Post,
+            },
+            code_verifier: record.verifier.as_deref(),
+            extra_headers: &headers,
+        },
+    )
+    .await?;
+
+    // 6. The id_token: verified when the provider's keys are known.
+    let mut claims: Map<String, Value> = Map::new();
+    let mut id_sub: Option<String> = None;
+    if let Some(id_token) = tokens.id_token.as_deref() {
+        let id_claims = match (&resolved.jwks, &resolved.issuer) {
+            (Some(jwks), Some(issuer)) => {
+                verify_id_token(
+                    jwks,
+                    id_token,
+                    &IdTokenCheck {
+                        issuer,
+                        client_id: &config.client_id,
+                        nonce: Some(&record.nonce),
+                        now: shared.clock.now(),
+                        leeway: LEEWAY_SECS,
+                    },
+                )
+                .await?
+            }
+            // No keys configured: the token came straight from the token endpoint over TLS
+            // (OIDC Core 3.1.3.7 step 6); read it, but still insist on the nonce.
+            _ => {
+                let c = crate::claims::decode_jwt_payload(id_token)
+                    .ok_or_else(|| SsoError::unauthorized("id_token rejected: malformed"))?;
+                if c.get("nonce").and_then(Value::as_str) != Some(record.nonce.as_str()) {
+                    return Err(SsoError::unauthorized("id_token rejected: nonce mismatch"));
+                }
+                c
+            }
+        };
+        id_sub = id_claims.get("sub").and_then(Value::as_str).map(str::to_owned);
+        claims = id_claims;
+    } else if resolved.jwks.is_some() {
+        tracing::debug!(provider = %config.name, "token response carried no id_token; relying on userinfo");
+    }
+
+    // 7. Userinfo: wins for identity claims; its `sub` must be the id_token's.
+    if let Some(endpoint) = &resolved.userinfo_endpoint {
+        match fetch_userinfo(provider.http(), endpoint, &tokens.access_token).await {
+            Ok(Some(info)) => {
+                check_userinfo_sub(&info, id_sub.as_deref())?;
+                for (k, v) in info {
+                    claims.insert(k, v);
+                }
+            }
+            Ok(None) => {}
+            Err(e) if !claims.is_empty() => {
+                tracing::warn!(provider = %config.name, error = %e, "userinfo failed; using the id_token claims");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if claims.is_empty() {
+        return Err(SsoError::unauthorized("the identity provider sent no user information (userinfo unavailable and no id_token)"));
+    }
+    // Bearer credentials never come from userinfo.
+    for k in ["access_token", "id_token", "refresh_token"] {
+        claims.remove(k);
+    }
+
+    // 8. Claims to user.
+    let mut user = config.claims.map(&claims, config.provider_name());
+    config.claims.apply_access_token(&mut user, &tokens.access_token);
+    if user.subject.is_none() {
+        user.subject = id_sub;
+    }
+
+    // 9. Access policy before anything is written.
+    shared.policy.check_login(&user)?;
+    let user_id = crate::claims::fallback_user_id(&user)
+        .ok_or_else(|| SsoError::unauthorized("the identity provider sent no usable user id"))?;
+
+    // 10. Users and teams.
+    let record_user = crate::store::upsert_sso_user(
+        &shared.store,
+        &user,
+        &user_id,
+        &shared.user_defaults,
+        &shared.team_defaults,
+        shared.policy.proxy_admin_id.as_deref(),
+    )
+    .await?;
+    let role = shared.policy.effective_role(&record_user.user_id, record_user.role);
+    shared.policy.check_ui_access(role)?;
+
+    // 11. The session.
+    let mut team_ids = record_user.teams.clone();
+    for t in &user.team_ids {
+        if !team_ids.contains(t) {
+            team_ids.push(t.clone());
+        }
+    }
+    let (token, identity) = shared
+        .sessions
+        .issue(NewSession {
+            user_id: record_user.user_id.clone(),
+            email: record_user.email.clone().or(user.email.clone()),
+            display_name: user.display_name.clone(),
+            role,
+            team_ids,
+            provider: user.provider.clone(),
+            attributes: user.extra.clone(),
+        })
+        .map_err(|_| SsoError::internal("could not issue the session"))?;
+    tracing::info!(user_id = %identity.user_id(), role = %identity.role(), provider = %config.name, "SSO login");
+
+    let target = record.return_to.clone().unwrap_or_else(|| shared.ui_url.clone());
+    let mut res = see_other(&target);
+    append_cookie(&mut res, &super::session_cookie(shared, &token));
+    Ok(res)
+}
+
+/// An IdP-supplied error text, shortened and reduced to harmless characters.
+fn short(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || " _-.,:;()'".contains(*c))
+        .take(200)
+        .collect()
+}

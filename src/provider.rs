@@ -1,0 +1,283 @@
+//! Identity providers: what the layer needs to know to log users in through one.
+
+use crate::claims::ClaimMapping;
+use crate::config::{Problems, check_idp_url};
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuthMethod {
+    /// HTTP Basic with the client id and secret (`client_secret_basic`, the default).
+    #[default]
+    Basic,
+    /// Client id and secret in the form body (`client_secret_post`; LiteLLM's
+    /// `GENERIC_INCLUDE_CLIENT_ID=true`).
+    Post,
+}
+
+/// Which family a provider belongs to. It sets defaults (claim names, scopes, endpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// Any OpenID Connect provider.
+    Generic,
+    /// Google.
+    Google,
+    /// Microsoft Entra ID.
+    Microsoft,
+}
+
+/// One identity provider.
+///
+/// Build it with [`Provider::oidc`] (discovery from an issuer), [`Provider::generic`] (explicit
+/// endpoints), [`Provider::google`] or [`Provider::microsoft`], then adjust with the consuming
+/// setters. Problems are reported by [`SsoLayerBuilder::build`](crate::SsoLayerBuilder::build).
+///
+/// ```
+/// use tower_sso::provider::Provider;
+///
+/// let okta = Provider::oidc("https://example.okta.com", "client-id", "client-secret")
+///     .scopes(["openid", "email", "profile", "groups"]);
+/// # let _ = okta;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub(crate) name: String,
+    pub(crate) kind: ProviderKind,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Option<String>,
+    pub(crate) issuer: Option<String>,
+    pub(crate) authorization_endpoint: Option<String>,
+    pub(crate) token_endpoint: Option<String>,
+    pub(crate) userinfo_endpoint: Option<String>,
+    pub(crate) jwks_uri: Option<String>,
+    pub(crate) end_session_endpoint: Option<String>,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) pkce: bool,
+    pub(crate) client_auth: ClientAuthMethod,
+    pub(crate) extra_headers: Vec<(String, String)>,
+    pub(crate) static_state: Option<String>,
+    pub(crate) claims: ClaimMapping,
+}
+
+impl Provider {
+    fn base(name: &str, kind: ProviderKind, client_id: String, client_secret: Option<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind,
+            client_id,
+            client_secret: client_secret.filter(|s| !s.is_empty()),
+            issuer: None,
+            authorization_endpoint: None,
+            token_endpoint: None,
+            userinfo_endpoint: None,
+            jwks_uri: None,
+            end_session_endpoint: None,
+            scopes: vec!["openid".into(), "email".into(), "profile".into()],
+            pkce: true,
+            client_auth: ClientAuthMethod::Basic,
+            extra_headers: Vec::new(),
+            static_state: None,
+            claims: ClaimMapping::default(),
+        }
+    }
+
+    /// An OpenID Connect provider found by discovery: endpoints and keys come from
+    /// `{issuer}/.well-known/openid-configuration`, whose `issuer` must equal `issuer`.
+    pub fn oidc(issuer: impl Into<String>, client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        let mut p = Self::base("generic", ProviderKind::Generic, client_id.into(), Some(client_secret.into()));
+        p.issuer = Some(issuer.into());
+        p
+    }
+
+    /// An OAuth 2 / OpenID Connect provider with explicit endpoints (set them with
+    /// [`authorization_endpoint`](Self::authorization_endpoint), [`token_endpoint`](Self::token_endpoint),
+    /// [`userinfo_endpoint`](Self::userinfo_endpoint) and, to verify id_tokens, [`jwks_uri`](Self::jwks_uri)).
+    pub fn generic(client_id: impl Into<String>, client_secret: Option<String>) -> Self {
+        Self::base("generic", ProviderKind::Generic, client_id.into(), client_secret)
+    }
+
+    /// Google (discovery from `https://accounts.google.com`), with Google's claim names.
+    pub fn google(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        let mut p = Self::base("google", ProviderKind::Google, client_id.into(), Some(client_secret.into()));
+        p.issuer = Some("https://accounts.google.com".into());
+        p.claims = ClaimMapping {
+            user_id: "sub".into(),
+            display_name: "name".into(),
+            email: "email".into(),
+            first_name: "given_name".into(),
+            last_name: "family_name".into(),
+            ..ClaimMapping::default()
+        };
+        p
+    }
+
+    /// Microsoft Entra ID for `tenant` (`common` when `None`), with LiteLLM's endpoints and Graph
+    /// claim names (`MICROSOFT_USER_*_ATTRIBUTE` defaults). The profile comes from Graph `/me`.
+    pub fn microsoft(client_id: impl Into<String>, client_secret: impl Into<String>, tenant: Option<&str>) -> Self {
+        let tenant = tenant.filter(|t| !t.is_empty()).unwrap_or("common");
+        let mut p = Self::base("microsoft", ProviderKind::Microsoft, client_id.into(), Some(client_secret.into()));
+        let base = format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0");
+        p.authorization_endpoint = Some(format!("{base}/authorize"));
+        p.token_endpoint = Some(format!("{base}/token"));
+        p.userinfo_endpoint = Some("https://graph.microsoft.com/v1.0/me".into());
+        p.scopes = vec!["openid".into(), "User.Read".into(), "email".into()];
+        p.claims = ClaimMapping {
+            user_id: "id".into(),
+            display_name: "displayName".into(),
+            email: "userPrincipalName".into(),
+            first_name: "givenName".into(),
+            last_name: "surname".into(),
+            ..ClaimMapping::default()
+        };
+        p
+    }
+
+    /// The name users pick this provider by (`/sso/key/generate?provider=NAME`). Defaults to the
+    /// family name (`generic`, `google`, `microsoft`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The issuer: enables discovery and id_token `iss` checks.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// The authorization endpoint (overrides discovery).
+    pub fn authorization_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.authorization_endpoint = Some(url.into());
+        self
+    }
+
+    /// The token endpoint (overrides discovery).
+    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.token_endpoint = Some(url.into());
+        self
+    }
+
+    /// The userinfo endpoint (overrides discovery).
+    pub fn userinfo_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.userinfo_endpoint = Some(url.into());
+        self
+    }
+
+    /// The JWKS URI: id_tokens are verified against it (overrides discovery).
+    pub fn jwks_uri(mut self, url: impl Into<String>) -> Self {
+        self.jwks_uri = Some(url.into());
+        self
+    }
+
+    /// The end-session endpoint logout redirects to (overrides discovery).
+    pub fn end_session_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.end_session_endpoint = Some(url.into());
+        self
+    }
+
+    /// The scopes requested (default `openid email profile`).
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// PKCE S256 (on by default). Turn it off only for providers that reject it.
+    pub fn pkce(mut self, on: bool) -> Self {
+        self.pkce = on;
+        self
+    }
+
+    /// How the client authenticates at the token endpoint.
+    pub fn client_auth(mut self, method: ClientAuthMethod) -> Self {
+        self.client_auth = method;
+        self
+    }
+
+    /// An extra header sent with the token request (`GENERIC_SSO_HEADERS`).
+    pub fn token_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra_headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// A fixed `state` value (`GENERIC_CLIENT_STATE`) for providers that insist on one.
+    /// Not recommended: the login is still bound to the browser by the flow cookie, but the state
+    /// no longer protects against CSRF by itself. A warning is logged at build time.
+    pub fn static_state(mut self, state: impl Into<String>) -> Self {
+        self.static_state = Some(state.into()).filter(|s| !s.is_empty());
+        self
+    }
+
+    /// How claims map to the user (attribute paths, role and team mappings).
+    pub fn claims(mut self, mapping: ClaimMapping) -> Self {
+        self.claims = mapping;
+        self
+    }
+
+    /// The configured name.
+    pub fn provider_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The family.
+    pub fn kind(&self) -> ProviderKind {
+        self.kind
+    }
+
+    pub(crate) fn validate(&self, p: &mut Problems) {
+        let who = format!("provider {:?}", self.name);
+        if self.name.is_empty() || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            p.add(&who, "name must be non-empty and use only letters, digits, '-' and '_'");
+        }
+        if self.client_id.trim().is_empty() {
+            p.add(&who, "client id is empty");
+        }
+        if let Some(iss) = &self.issuer {
+            if let Err(e) = check_idp_url(iss) {
+                p.add(&who, format!("issuer {e}"));
+            }
+        } else {
+            if self.authorization_endpoint.is_none() {
+                p.add(&who, "needs an issuer (discovery) or an authorization endpoint");
+            }
+            if self.token_endpoint.is_none() {
+                p.add(&who, "needs an issuer (discovery) or a token endpoint");
+            }
+        }
+        for (what, url) in [
+            ("authorization endpoint", &self.authorization_endpoint),
+            ("token endpoint", &self.token_endpoint),
+            ("userinfo endpoint", &self.userinfo_endpoint),
+            ("jwks uri", &self.jwks_uri),
+            ("end-session endpoint", &self.end_session_endpoint),
+        ] {
+            if let Some(u) = url {
+                if let Err(e) = check_idp_url(u) {
+                    p.add(&who, format!("{what} {e}"));
+                }
+            }
+        }
+        if !self.scopes.iter().any(|s| s == "openid") && self.kind != ProviderKind::Microsoft {
+            tracing::warn!(provider = %self.name, "scopes do not include `openid`: no id_token will be verified");
+        }
+        for (name, value) in &self.extra_headers {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                p.add(&who, format!("token header name {name:?} is not a valid header name"));
+            }
+            if http::HeaderValue::from_str(value).is_err() {
+                p.add(&who, format!("token header {name:?} has a value that is not a valid header value"));
+            }
+        }
+        if self.jwks_uri.is_some() && self.issuer.is_none() {
+            p.add(&who, "a jwks uri needs the issuer too (GENERIC_ISSUER), so that id_token `iss` can be checked");
+        }
+        if self.static_state.is_some() {
+            tracing::warn!(
+                provider = %self.name,
+                "a static OAuth state is configured (GENERIC_CLIENT_STATE): logins stay bound to the browser by the flow cookie, but prefer the random per-login state"
+            );
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! A provider at run time: its configuration plus what discovery found (resolved once, lazily,
+//! retried after a failure) and its JWKS cache.
+
+use std::sync::Arc;
+
+use tokio::sync::OnceCell;
+
+use crate::clock::Clock;
+use crate::error::SsoError;
+use crate::http::HttpClient;
+use crate::oidc::{JwksCache, discover};
+use crate::provider::Provider;
+
+/// The endpoints and keys of one provider, after discovery and explicit overrides.
+#[derive(Clone)]
+pub(crate) struct Resolved {
+    pub(crate) issuer: Option<String>,
+    pub(crate) authorization_endpoint: String,
+    pub(crate) token_endpoint: String,
+    pub(crate) userinfo_endpoint: Option<String>,
+    pub(crate) end_session_endpoint: Option<String>,
+    pub(crate) iss_parameter_supported: bool,
+    pub(crate) jwks: Option<JwksCache>,
+}
+
+pub(crate) struct ProviderRuntime {
+    pub(crate) config: Provider,
+    http: HttpClient,
+    clock: Clock,
+    resolved: OnceCell<Arc<Resolved>>,
+}
+
+impl ProviderRuntime {
+    pub(crate) fn new(config: Provider, http: HttpClient, clock: Clock) -> Self {
+        Self { config, http, clock, resolved: OnceCell::new() }
+    }
+
+    pub(crate) fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
+    /// The endpoints, running discovery the first time (a failed discovery is retried next time).
+    pub(crate) async fn resolve(&self) -> Result<Arc<Resolved>, SsoError> {
+        self.resolved.get_or_try_init(|| self.build()).await.cloned()
+    }
+
+    async fn build(&self) -> Result<Arc<Resolved>, SsoError> {
+        let c = &self.config;
+        let meta = match &c.issuer {
+            Some(issuer) if c.authorization_endpoint.is_none() || c.token_endpoint.is_none() || c.jwks_uri.is_none() => {
+                Some(discover(&self.http, issuer).await.inspect_err(|e| {
+                    tracing::warn!(provider = %c.name, error = %e, "OpenID discovery failed");
+                })?)
+            }
+            _ => None,
+        };
+        let pick = |explicit: &Option<String>, found: Option<&String>| explicit.clone().or_else(|| found.cloned());
+        let authorization_endpoint = pick(&c.authorization_endpoint, meta.as_ref().map(|m| &m.authorization_endpoint))
+            .ok_or_else(|| SsoError::unavailable("identity provider has no authorization endpoint"))?;
+        let token_endpoint = pick(&c.token_endpoint, meta.as_ref().map(|m| &m.token_endpoint))
+            .ok_or_else(|| SsoError::unavailable("identity provider has no token endpoint"))?;
+        let userinfo_endpoint = pick(&c.userinfo_endpoint, meta.as_ref().and_then(|m| m.userinfo_endpoint.as_ref()));
+        let end_session_endpoint = pick(&c.end_session_endpoint, meta.as_ref().and_then(|m| m.end_session_endpoint.as_ref()));
+        let jwks_uri = pick(&c.jwks_uri, meta.as_ref().and_then(|m| m.jwks_uri.as_ref()));
+        // Endpoints learned by discovery obey the same rule as configured ones.
+        for url in [Some(&authorization_endpoint), Some(&token_endpoint), userinfo_endpoint.as_ref(), jwks_uri.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            crate::config::check_idp_url(url).map_err(|e| {
+                tracing::warn!(provider = %c.name, problem = %e, "identity provider endpoint refused");
+                SsoError::unavailable("identity provider metadata names an endpoint that is not allowed")
+            })?;
+        }
+        let jwks = match (&c.issuer, jwks_uri) {
+            (Some(_), Some(uri)) => Some(JwksCache::new(self.http.clone(), uri, self.clock.clone())),
+            _ => None,
+        };
+        Ok(Arc::new(Resolved {
+            issuer: c.issuer.clone(),
+            authorization_endpoint,
+            token_endpoint,
+            userinfo_endpoint,
+            end_session_endpoint,
+            iss_parameter_supported: meta.as_ref().is_some_and(|m| m.authorization_response_iss_parameter_supported),
+            jwks,
+        }))
+    }
+}
