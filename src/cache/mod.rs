@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
 mod moka;
@@ -72,3 +73,149 @@ impl std::error::Error for CacheError {}
 
 /// A type-erased verifier cache, as the layer holds it.
 pub type VerifierCache = BoxCloneSyncService<CacheRequest, CacheResponse, CacheError>;
+
+/// The default verifier cache: a [`MokaVerifierCache`] of
+/// [`DEFAULT_CAPACITY`](MokaVerifierCache::DEFAULT_CAPACITY) entries, boxed.
+pub fn default_cache() -> VerifierCache {
+    BoxCloneSyncService::new(MokaVerifierCache::default())
+}
+
+fn unexpected(op: &str, res: &CacheResponse) -> CacheError {
+    let kind = match res {
+        CacheResponse::Stored(_) => "Stored",
+        CacheResponse::Value(_) => "Value",
+        CacheResponse::Done => "Done",
+    };
+    CacheError(format!("unexpected answer {kind} to {op}"))
+}
+
+/// Stores `value` under `key` for `ttl`; with `only_if_absent`, keeps a live entry. Whether it stored.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) async fn put(
+    cache: &VerifierCache,
+    key: impl Into<String>,
+    value: Bytes,
+    ttl: Duration,
+    only_if_absent: bool,
+) -> Result<bool, CacheError> {
+    let req = CacheRequest::Put {
+        key: key.into(),
+        value,
+        ttl,
+        only_if_absent,
+    };
+    match cache.clone().oneshot(req).await? {
+        CacheResponse::Stored(stored) => Ok(stored),
+        other => Err(unexpected("Put", &other)),
+    }
+}
+
+/// Removes and returns the live value under `key` (single use).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) async fn take(
+    cache: &VerifierCache,
+    key: impl Into<String>,
+) -> Result<Option<Bytes>, CacheError> {
+    match cache
+        .clone()
+        .oneshot(CacheRequest::Take { key: key.into() })
+        .await?
+    {
+        CacheResponse::Value(v) => Ok(v),
+        other => Err(unexpected("Take", &other)),
+    }
+}
+
+/// Reads the live value under `key` without removing it.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) async fn get(
+    cache: &VerifierCache,
+    key: impl Into<String>,
+) -> Result<Option<Bytes>, CacheError> {
+    match cache
+        .clone()
+        .oneshot(CacheRequest::Get { key: key.into() })
+        .await?
+    {
+        CacheResponse::Value(v) => Ok(v),
+        other => Err(unexpected("Get", &other)),
+    }
+}
+
+/// Removes the entry under `key`, if any.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) async fn delete(
+    cache: &VerifierCache,
+    key: impl Into<String>,
+) -> Result<(), CacheError> {
+    match cache
+        .clone()
+        .oneshot(CacheRequest::Delete { key: key.into() })
+        .await?
+    {
+        CacheResponse::Done => Ok(()),
+        other => Err(unexpected("Delete", &other)),
+    }
+}
+
+/// Checks that the cache answers.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) async fn ping(cache: &VerifierCache) -> Result<(), CacheError> {
+    match cache.clone().oneshot(CacheRequest::Ping).await? {
+        CacheResponse::Done => Ok(()),
+        other => Err(unexpected("Ping", &other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn typed_helpers_round_trip() {
+        let cache = default_cache();
+        ping(&cache).await.unwrap();
+        let ttl = Duration::from_secs(60);
+        assert!(
+            put(&cache, "k", Bytes::from_static(b"v"), ttl, true)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !put(&cache, "k", Bytes::from_static(b"w"), ttl, true)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            get(&cache, "k").await.unwrap(),
+            Some(Bytes::from_static(b"v"))
+        );
+        assert_eq!(
+            take(&cache, "k").await.unwrap(),
+            Some(Bytes::from_static(b"v"))
+        );
+        assert_eq!(take(&cache, "k").await.unwrap(), None);
+        assert!(put(&cache, "d", Bytes::new(), ttl, false).await.unwrap());
+        delete(&cache, "d").await.unwrap();
+        assert_eq!(get(&cache, "d").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn helpers_report_errors_and_wrong_answers() {
+        let failing: VerifierCache =
+            BoxCloneSyncService::new(tower::service_fn(|_req: CacheRequest| async {
+                Err::<CacheResponse, _>(CacheError("down".into()))
+            }));
+        assert_eq!(ping(&failing).await, Err(CacheError("down".into())));
+        let wrong: VerifierCache =
+            BoxCloneSyncService::new(tower::service_fn(|_req: CacheRequest| async {
+                Ok::<_, CacheError>(CacheResponse::Done)
+            }));
+        assert!(take(&wrong, "k").await.is_err());
+        assert!(
+            put(&wrong, "k", Bytes::new(), Duration::from_secs(1), false)
+                .await
+                .is_err()
+        );
+    }
+}

@@ -3,13 +3,18 @@
 //! It is a [`tower::Service`] answering [`StoreRequest`]s; the default is [`MemoryUserStore`].
 
 use serde::{Deserialize, Serialize};
+use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
 use crate::identity::UserRole;
 
 mod memory;
+mod upsert;
 
 pub use self::memory::MemoryUserStore;
+#[allow(unused_imports)] // used by the SSO callback
+pub(crate) use self::upsert::upsert_sso_user;
+pub use self::upsert::{NewTeamDefaults, NewUserDefaults};
 
 /// A stored user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,3 +126,205 @@ impl std::error::Error for StoreError {}
 
 /// A type-erased user store, as the layer holds it.
 pub type UserStore = BoxCloneSyncService<StoreRequest, StoreResponse, StoreError>;
+
+/// The default user store: an empty [`MemoryUserStore`], boxed.
+pub fn default_store() -> UserStore {
+    BoxCloneSyncService::new(MemoryUserStore::new())
+}
+
+fn unexpected(op: &str, res: &StoreResponse) -> StoreError {
+    let kind = match res {
+        StoreResponse::User(_) => "User",
+        StoreResponse::Team(_) => "Team",
+        StoreResponse::Teams(_) => "Teams",
+        StoreResponse::Done => "Done",
+    };
+    StoreError::Backend(format!("unexpected answer {kind} to {op}"))
+}
+
+async fn call(store: &UserStore, req: StoreRequest) -> Result<StoreResponse, StoreError> {
+    store.clone().oneshot(req).await
+}
+
+/// Finds a user by id.
+pub(crate) async fn find_user_by_id(
+    store: &UserStore,
+    user_id: impl Into<String>,
+) -> Result<Option<UserRecord>, StoreError> {
+    match call(store, StoreRequest::FindUserById(user_id.into())).await? {
+        StoreResponse::User(u) => Ok(u),
+        other => Err(unexpected("FindUserById", &other)),
+    }
+}
+
+/// Finds a user by e-mail (case-insensitive).
+pub(crate) async fn find_user_by_email(
+    store: &UserStore,
+    email: impl Into<String>,
+) -> Result<Option<UserRecord>, StoreError> {
+    match call(store, StoreRequest::FindUserByEmail(email.into())).await? {
+        StoreResponse::User(u) => Ok(u),
+        other => Err(unexpected("FindUserByEmail", &other)),
+    }
+}
+
+/// Inserts a new user; [`StoreError::Conflict`] if the id exists. Returns the stored user.
+pub(crate) async fn insert_user(
+    store: &UserStore,
+    user: UserRecord,
+) -> Result<UserRecord, StoreError> {
+    let user_id = user.user_id.clone();
+    match call(store, StoreRequest::InsertUser(user)).await? {
+        StoreResponse::User(Some(u)) => Ok(u),
+        // A store that does not echo the record: read it back.
+        StoreResponse::User(None) => find_user_by_id(store, user_id.clone())
+            .await?
+            .ok_or(StoreError::NotFound(format!("user {user_id}"))),
+        other => Err(unexpected("InsertUser", &other)),
+    }
+}
+
+/// Updates a user's e-mail and/or role (`None` leaves a field unchanged). Returns the updated user.
+pub(crate) async fn update_user(
+    store: &UserStore,
+    user_id: impl Into<String>,
+    email: Option<String>,
+    role: Option<UserRole>,
+) -> Result<UserRecord, StoreError> {
+    let user_id = user_id.into();
+    match call(
+        store,
+        StoreRequest::UpdateUser {
+            user_id: user_id.clone(),
+            email,
+            role,
+        },
+    )
+    .await?
+    {
+        StoreResponse::User(Some(u)) => Ok(u),
+        StoreResponse::User(None) => Err(StoreError::NotFound(format!("user {user_id}"))),
+        other => Err(unexpected("UpdateUser", &other)),
+    }
+}
+
+/// Finds a team by id, creating it from `team` if it does not exist.
+pub(crate) async fn find_or_create_team(
+    store: &UserStore,
+    team: TeamRecord,
+) -> Result<TeamRecord, StoreError> {
+    match call(store, StoreRequest::FindOrCreateTeam(team)).await? {
+        StoreResponse::Team(t) => Ok(t),
+        other => Err(unexpected("FindOrCreateTeam", &other)),
+    }
+}
+
+/// Adds a user to a team (no-op if already a member).
+pub(crate) async fn add_member(
+    store: &UserStore,
+    team_id: impl Into<String>,
+    user_id: impl Into<String>,
+) -> Result<(), StoreError> {
+    match call(
+        store,
+        StoreRequest::AddMember {
+            team_id: team_id.into(),
+            user_id: user_id.into(),
+        },
+    )
+    .await?
+    {
+        StoreResponse::Done => Ok(()),
+        other => Err(unexpected("AddMember", &other)),
+    }
+}
+
+/// The teams a user belongs to.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) async fn list_teams(
+    store: &UserStore,
+    user_id: impl Into<String>,
+) -> Result<Vec<TeamRecord>, StoreError> {
+    match call(
+        store,
+        StoreRequest::ListTeams {
+            user_id: user_id.into(),
+        },
+    )
+    .await?
+    {
+        StoreResponse::Teams(t) => Ok(t),
+        other => Err(unexpected("ListTeams", &other)),
+    }
+}
+
+/// Checks that the store answers.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) async fn ping(store: &UserStore) -> Result<(), StoreError> {
+    match call(store, StoreRequest::Ping).await? {
+        StoreResponse::Done => Ok(()),
+        other => Err(unexpected("Ping", &other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str) -> UserRecord {
+        UserRecord {
+            user_id: id.into(),
+            email: Some("A@B.c".into()),
+            role: UserRole::InternalUser,
+            teams: vec![],
+            models: vec![],
+            max_budget: None,
+            budget_duration: None,
+            metadata: serde_json::Map::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn typed_helpers_round_trip() {
+        let s = default_store();
+        ping(&s).await.unwrap();
+        let u = insert_user(&s, user("u1")).await.unwrap();
+        assert_eq!(u.email.as_deref(), Some("a@b.c"));
+        assert_eq!(find_user_by_id(&s, "u1").await.unwrap(), Some(u.clone()));
+        assert_eq!(find_user_by_email(&s, "a@B.C").await.unwrap(), Some(u));
+        let u = update_user(&s, "u1", None, Some(UserRole::ProxyAdmin))
+            .await
+            .unwrap();
+        assert_eq!(u.role, UserRole::ProxyAdmin);
+        assert!(matches!(
+            update_user(&s, "nope", None, None).await,
+            Err(StoreError::NotFound(_))
+        ));
+        let t = TeamRecord {
+            team_id: "t".into(),
+            alias: None,
+            models: vec![],
+            max_budget: None,
+            budget_duration: None,
+        };
+        assert_eq!(find_or_create_team(&s, t.clone()).await.unwrap(), t);
+        add_member(&s, "t", "u1").await.unwrap();
+        assert_eq!(list_teams(&s, "u1").await.unwrap(), vec![t]);
+    }
+
+    #[tokio::test]
+    async fn helpers_reject_wrong_answers() {
+        let wrong: UserStore =
+            BoxCloneSyncService::new(tower::service_fn(|_req: StoreRequest| async {
+                Ok::<_, StoreError>(StoreResponse::Done)
+            }));
+        assert!(matches!(
+            find_user_by_id(&wrong, "u").await,
+            Err(StoreError::Backend(_))
+        ));
+        assert!(matches!(
+            list_teams(&wrong, "u").await,
+            Err(StoreError::Backend(_))
+        ));
+    }
+}
