@@ -1,0 +1,385 @@
+//! Configuration from the environment variables LiteLLM documents.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `PROXY_BASE_URL` | public URL of the service (required) |
+//! | `LITELLM_MASTER_KEY` | session secret, at least 16 bytes (required) |
+//! | `LITELLM_UI_SESSION_DURATION` | session lifetime: `24h` (default), `30m`, `7d`, seconds |
+//! | `SERVER_ROOT_PATH` | path prefix the service is mounted at |
+//! | `PROXY_LOGOUT_URL` | where logout redirects |
+//! | `ALLOWED_EMAIL_DOMAINS` | comma-separated e-mail domains allowed to log in |
+//! | `PROXY_ADMIN_ID` | user id always promoted to `proxy_admin` |
+//! | `UI_ACCESS_MODE` | `admin_only`, or a JSON `restricted_sso_group` object |
+//! | `SSO_PUBLIC_PATHS` | comma-separated public paths (`/health,/static/*`) |
+//! | `SSO_ALLOWED_REDIRECT_DOMAINS` | domains post-login return targets may point at |
+//! | `SSO_IDENTITY_HEADERS` | `true` to send `X-Forwarded-User`/`-Email`/`-Groups` upstream |
+//! | `SSO_SESSION_COOKIE_HTTP_ONLY` | `false` for a UI that reads the `token` cookie from JavaScript |
+//! | `DEFAULT_INTERNAL_USER_PARAMS`, `DEFAULT_TEAM_PARAMS` | JSON defaults for users/teams created by SSO |
+//! | `GOOGLE_CLIENT_ID`, `GOOGLE_CLIENT_SECRET` | Google |
+//! | `MICROSOFT_CLIENT_ID`, `MICROSOFT_CLIENT_SECRET`, `MICROSOFT_TENANT`, `MICROSOFT_*_ENDPOINT`, `MICROSOFT_USER_*_ATTRIBUTE` | Microsoft Entra ID |
+//! | `GENERIC_CLIENT_ID`, `GENERIC_CLIENT_SECRET`, `GENERIC_ISSUER`, `GENERIC_AUTHORIZATION_ENDPOINT`, `GENERIC_TOKEN_ENDPOINT`, `GENERIC_USERINFO_ENDPOINT`, `GENERIC_JWKS_URI`, `GENERIC_SCOPE`, `GENERIC_INCLUDE_CLIENT_ID`, `GENERIC_CLIENT_STATE`, `GENERIC_CLIENT_USE_PKCE` (default `true` here), `GENERIC_SSO_HEADERS`, `GENERIC_USER_*_ATTRIBUTE`, `GENERIC_USER_EXTRA_ATTRIBUTES`, `GENERIC_ROLE_MAPPINGS_ROLES`/`_GROUP_CLAIM`/`_DEFAULT_ROLE`, `GENERIC_TEAM_IDS_JWT_FIELD` | any OpenID Connect provider |
+//!
+//! Every provider whose client id is set is registered, in the order Google, Microsoft, generic;
+//! the first is the default.
+
+use crate::claims::{ClaimMapping, RoleMappings, parse_role_map};
+use crate::config::{ConfigError, parse_duration};
+use crate::identity::UserRole;
+use crate::layer::{SsoLayer, SsoLayerBuilder};
+use crate::policy::{AccessPolicy, UiAccessMode};
+use crate::provider::{ClientAuthMethod, Provider};
+use crate::store::{NewTeamDefaults, NewUserDefaults};
+use crate::config::ConfigErrors;
+
+impl SsoLayer {
+    /// Builds the layer from the process environment (see the table in [`crate::env`] docs).
+    /// Every missing or malformed variable is reported at once.
+    pub fn from_env() -> Result<SsoLayer, ConfigErrors> {
+        SsoLayerBuilder::from_env_vars(|k| std::env::var(k).ok()).build()
+    }
+}
+
+struct Env<F> {
+    lookup: F,
+    problems: Vec<ConfigError>,
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn flag(&mut self, name: &str, default: bool) -> bool {
+        match self.get(name).map(|v| v.to_ascii_lowercase()) {
+            None => default,
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => true,
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => false,
+            Some(_) => {
+                self.bad(name, "must be true or false");
+                default
+            }
+        }
+    }
+
+    fn bad(&mut self, name: &str, problem: impl Into<String>) {
+        self.problems.push(ConfigError::new(name, problem));
+    }
+
+    fn list(&self, name: &str) -> Vec<String> {
+        self.get(name)
+            .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default()
+    }
+
+    fn role(&mut self, name: &str) -> Option<UserRole> {
+        let v = self.get(name)?;
+        match v.parse::<UserRole>() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.bad(name, e.to_string());
+                None
+            }
+        }
+    }
+}
+
+impl SsoLayerBuilder {
+    /// A builder configured from environment variables read through `lookup` (for example
+    /// `|k| std::env::var(k).ok()`), so more settings can be added in code before
+    /// [`build`](SsoLayerBuilder::build). Problems with the variables are reported by `build`,
+    /// together with any others.
+    pub fn from_env_vars(lookup: impl Fn(&str) -> Option<String>) -> SsoLayerBuilder {
+        let mut env = Env { lookup, problems: Vec::new() };
+        let mut b = SsoLayer::builder();
+
+        match env.get("PROXY_BASE_URL") {
+            Some(u) => b = b.base_url(u),
+            None => env.bad("PROXY_BASE_URL", "is not set (the public URL of this service, e.g. https://gateway.example.com)"),
+        }
+        match env.get("LITELLM_MASTER_KEY") {
+            Some(k) => b = b.session_secret(k),
+            None => env.bad("LITELLM_MASTER_KEY", "is not set (it signs the session tokens)"),
+        }
+        if let Some(d) = env.get("LITELLM_UI_SESSION_DURATION") {
+            match parse_duration(&d) {
+                Ok(d) => b = b.session_duration(d),
+                Err(e) => env.bad("LITELLM_UI_SESSION_DURATION", e),
+            }
+        }
+        if let Some(p) = env.get("SERVER_ROOT_PATH") {
+            b = b.root_path(p);
+        }
+        if let Some(u) = env.get("PROXY_LOGOUT_URL") {
+            b = b.logout_url(u);
+        }
+        let mut policy = AccessPolicy {
+            allowed_email_domains: AccessPolicy::parse_domains(&env.get("ALLOWED_EMAIL_DOMAINS").unwrap_or_default()),
+            proxy_admin_id: env.get("PROXY_ADMIN_ID"),
+            ..AccessPolicy::default()
+        };
+        if let Some(mode) = env.get("UI_ACCESS_MODE") {
+            match mode.parse::<UiAccessMode>() {
+                Ok(m) => policy.ui_access_mode = m,
+                Err(e) => env.bad("UI_ACCESS_MODE", e.to_string()),
+            }
+        }
+        b = b.access_policy(policy);
+        b = b.public_paths(env.list("SSO_PUBLIC_PATHS"));
+        b = b.allowed_redirect_domains(env.list("SSO_ALLOWED_REDIRECT_DOMAINS"));
+        let headers = env.flag("SSO_IDENTITY_HEADERS", false);
+        b = b.identity_headers(headers);
+        let http_only = env.flag("SSO_SESSION_COOKIE_HTTP_ONLY", true);
+        b = b.session_cookie_http_only(http_only);
+        if let Some(json) = env.get("DEFAULT_INTERNAL_USER_PARAMS") {
+            match parse_user_defaults(&json) {
+                Ok(d) => b = b.new_user_defaults(d),
+                Err(e) => env.bad("DEFAULT_INTERNAL_USER_PARAMS", e),
+            }
+        }
+        if let Some(json) = env.get("DEFAULT_TEAM_PARAMS") {
+            match parse_team_defaults(&json) {
+                Ok(d) => b = b.new_team_defaults(d),
+                Err(e) => env.bad("DEFAULT_TEAM_PARAMS", e),
+            }
+        }
+
+        if let Some(id) = env.get("GOOGLE_CLIENT_ID") {
+            match env.get("GOOGLE_CLIENT_SECRET") {
+                Some(secret) => b = b.provider(Provider::google(id, secret)),
+                None => env.bad("GOOGLE_CLIENT_SECRET", "is not set (required with GOOGLE_CLIENT_ID)"),
+            }
+        }
+        if let Some(id) = env.get("MICROSOFT_CLIENT_ID") {
+            match env.get("MICROSOFT_CLIENT_SECRET") {
+                Some(secret) => {
+                    let tenant = env.get("MICROSOFT_TENANT");
+                    let mut p = Provider::microsoft(id, secret, tenant.as_deref());
+                    if let Some(u) = env.get("MICROSOFT_AUTHORIZATION_ENDPOINT") {
+                        p = p.authorization_endpoint(u);
+                    }
+                    if let Some(u) = env.get("MICROSOFT_TOKEN_ENDPOINT") {
+                        p = p.token_endpoint(u);
+                    }
+                    if let Some(u) = env.get("MICROSOFT_USERINFO_ENDPOINT") {
+                        p = p.userinfo_endpoint(u);
+                    }
+                    let mut claims = p.claims.clone();
+                    override_attr(&env, "MICROSOFT_USER_EMAIL_ATTRIBUTE", &mut claims.email);
+                    override_attr(&env, "MICROSOFT_USER_DISPLAY_NAME_ATTRIBUTE", &mut claims.display_name);
+                    override_attr(&env, "MICROSOFT_USER_ID_ATTRIBUTE", &mut claims.user_id);
+                    override_attr(&env, "MICROSOFT_USER_FIRST_NAME_ATTRIBUTE", &mut claims.first_name);
+                    override_attr(&env, "MICROSOFT_USER_LAST_NAME_ATTRIBUTE", &mut claims.last_name);
+                    b = b.provider(p.claims(claims));
+                }
+                None => env.bad("MICROSOFT_CLIENT_SECRET", "is not set (required with MICROSOFT_CLIENT_ID)"),
+            }
+        }
+        if let Some(id) = env.get("GENERIC_CLIENT_ID") {
+            if let Some(p) = generic_from_env(&mut env, id) {
+                b = b.provider(p);
+            }
+        }
+
+        let mut b = b;
+        b.env_problems.extend(env.problems);
+        b
+    }
+}
+
+fn override_attr<F: Fn(&str) -> Option<String>>(env: &Env<F>, name: &str, slot: &mut String) {
+    if let Some(v) = env.get(name) {
+        *slot = v;
+    }
+}
+
+fn generic_from_env<F: Fn(&str) -> Option<String>>(env: &mut Env<F>, id: String) -> Option<Provider> {
+    let secret = env.get("GENERIC_CLIENT_SECRET");
+    let issuer = env.get("GENERIC_ISSUER");
+    let mut p = match &issuer {
+        Some(iss) => Provider::oidc(iss.clone(), id, secret.unwrap_or_default()),
+        None => {
+            for required in ["GENERIC_AUTHORIZATION_ENDPOINT", "GENERIC_TOKEN_ENDPOINT"] {
+                if env.get(required).is_none() {
+                    env.bad(required, "is not set (set GENERIC_ISSUER for discovery, or the endpoints explicitly)");
+                }
+            }
+            Provider::generic(id, secret)
+        }
+    };
+    if let Some(u) = env.get("GENERIC_AUTHORIZATION_ENDPOINT") {
+        p = p.authorization_endpoint(u);
+    }
+    if let Some(u) = env.get("GENERIC_TOKEN_ENDPOINT") {
+        p = p.token_endpoint(u);
+    }
+    if let Some(u) = env.get("GENERIC_USERINFO_ENDPOINT") {
+        p = p.userinfo_endpoint(u);
+    }
+    if let Some(u) = env.get("GENERIC_JWKS_URI") {
+        p = p.jwks_uri(u);
+    }
+    if let Some(scope) = env.get("GENERIC_SCOPE") {
+        p = p.scopes(scope.split_whitespace().map(str::to_owned).collect::<Vec<_>>());
+    }
+    if env.flag("GENERIC_INCLUDE_CLIENT_ID", false) {
+        p = p.client_auth(ClientAuthMethod::Post);
+    }
+    if let Some(state) = env.get("GENERIC_CLIENT_STATE") {
+        p = p.static_state(state);
+    }
+    let pkce = env.flag("GENERIC_CLIENT_USE_PKCE", true);
+    p = p.pkce(pkce);
+    if let Some(headers) = env.get("GENERIC_SSO_HEADERS") {
+        for item in headers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            // Split at the first '=' only: values such as base64 may contain '='.
+            match item.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => p = p.token_header(k.trim(), v.trim()),
+                _ => env.bad("GENERIC_SSO_HEADERS", format!("entry {:?} is not NAME=VALUE", item.split('=').next().unwrap_or(""))),
+            }
+        }
+    }
+
+    let mut claims = ClaimMapping::default();
+    override_attr(env, "GENERIC_USER_ID_ATTRIBUTE", &mut claims.user_id);
+    override_attr(env, "GENERIC_USER_DISPLAY_NAME_ATTRIBUTE", &mut claims.display_name);
+    override_attr(env, "GENERIC_USER_EMAIL_ATTRIBUTE", &mut claims.email);
+    override_attr(env, "GENERIC_USER_FIRST_NAME_ATTRIBUTE", &mut claims.first_name);
+    override_attr(env, "GENERIC_USER_LAST_NAME_ATTRIBUTE", &mut claims.last_name);
+    override_attr(env, "GENERIC_USER_PROVIDER_ATTRIBUTE", &mut claims.provider);
+    override_attr(env, "GENERIC_USER_ROLE_ATTRIBUTE", &mut claims.role);
+    claims.extra = env.list("GENERIC_USER_EXTRA_ATTRIBUTES");
+    claims.team_ids_field = env.get("GENERIC_TEAM_IDS_JWT_FIELD");
+    let roles = env.get("GENERIC_ROLE_MAPPINGS_ROLES");
+    let group_claim = env.get("GENERIC_ROLE_MAPPINGS_GROUP_CLAIM");
+    let default_role = env.role("GENERIC_ROLE_MAPPINGS_DEFAULT_ROLE");
+    match (roles, group_claim) {
+        (Some(text), Some(group_claim)) => match parse_role_map(&text) {
+            Ok(roles) => claims.role_mappings = Some(RoleMappings { group_claim, default_role, roles }),
+            Err(e) => env.bad("GENERIC_ROLE_MAPPINGS_ROLES", e),
+        },
+        (Some(_), None) => env.bad("GENERIC_ROLE_MAPPINGS_GROUP_CLAIM", "is not set (required with GENERIC_ROLE_MAPPINGS_ROLES)"),
+        (None, Some(_)) => env.bad("GENERIC_ROLE_MAPPINGS_ROLES", "is not set (required with GENERIC_ROLE_MAPPINGS_GROUP_CLAIM)"),
+        (None, None) => {}
+    }
+    Some(p.claims(claims))
+}
+
+fn parse_user_defaults(json: &str) -> Result<NewUserDefaults, String> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("is not valid JSON ({e})"))?;
+    let obj = v.as_object().ok_or("must be a JSON object")?;
+    let role = match obj.get("user_role").and_then(|r| r.as_str()) {
+        Some(r) => Some(r.parse::<UserRole>().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    Ok(NewUserDefaults {
+        role,
+        max_budget: obj.get("max_budget").and_then(serde_json::Value::as_f64),
+        budget_duration: obj.get("budget_duration").and_then(|d| d.as_str()).map(str::to_owned),
+        models: string_list(obj.get("models")),
+    })
+}
+
+fn parse_team_defaults(json: &str) -> Result<NewTeamDefaults, String> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("is not valid JSON ({e})"))?;
+    let obj = v.as_object().ok_or("must be a JSON object")?;
+    Ok(NewTeamDefaults {
+        max_budget: obj.get("max_budget").and_then(serde_json::Value::as_f64),
+        budget_duration: obj.get("budget_duration").and_then(|d| d.as_str()).map(str::to_owned),
+        models: string_list(obj.get("models")),
+    })
+}
+
+fn string_list(v: Option<&serde_json::Value>) -> Vec<String> {
+    v.and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn build(vars: &[(&str, &str)]) -> Result<SsoLayer, ConfigErrors> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        SsoLayerBuilder::from_env_vars(move |k| map.get(k).cloned()).build()
+    }
+
+    #[test]
+    fn nothing_set_names_both_required_variables() {
+        let e = build(&[]).unwrap_err();
+        assert!(e.mentions("PROXY_BASE_URL"), "{e}");
+        assert!(e.mentions("LITELLM_MASTER_KEY"), "{e}");
+    }
+
+    #[test]
+    fn every_bad_variable_reported_at_once() {
+        let e = build(&[
+            ("PROXY_BASE_URL", "gateway.example.com"),
+            ("LITELLM_MASTER_KEY", "short"),
+            ("LITELLM_UI_SESSION_DURATION", "forever"),
+            ("GENERIC_CLIENT_ID", "x"),
+            ("GENERIC_ROLE_MAPPINGS_DEFAULT_ROLE", "internal_user_view_only"),
+            ("GENERIC_CLIENT_USE_PKCE", "maybe"),
+            ("UI_ACCESS_MODE", "everyone-but-bob"),
+        ])
+        .unwrap_err();
+        let text = e.to_string();
+        for name in [
+            "PROXY_BASE_URL",
+            "LITELLM_MASTER_KEY",
+            "LITELLM_UI_SESSION_DURATION",
+            "GENERIC_AUTHORIZATION_ENDPOINT",
+            "GENERIC_TOKEN_ENDPOINT",
+            "GENERIC_ROLE_MAPPINGS_DEFAULT_ROLE",
+            "GENERIC_CLIENT_USE_PKCE",
+            "UI_ACCESS_MODE",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+        assert!(!text.contains("short"), "secret values never appear in errors");
+    }
+
+    #[test]
+    fn generic_with_discovery_and_mappings() {
+        let layer = build(&[
+            ("PROXY_BASE_URL", "https://gateway.example.com/"),
+            ("LITELLM_MASTER_KEY", "sk-0123456789abcdef"),
+            ("GENERIC_CLIENT_ID", "client"),
+            ("GENERIC_CLIENT_SECRET", "secret"),
+            ("GENERIC_ISSUER", "https://idp.example.com"),
+            ("GENERIC_SSO_HEADERS", "Authorization=Basic dXNlcjpwYXNz==, X-Custom=1"),
+            (
+                "GENERIC_ROLE_MAPPINGS_ROLES",
+                "{'proxy_admin': ['custom-admin-group'], 'internal_user': ['custom-user-group']}",
+            ),
+            ("GENERIC_ROLE_MAPPINGS_GROUP_CLAIM", "custom-groups"),
+            ("GENERIC_ROLE_MAPPINGS_DEFAULT_ROLE", "internal_user_viewer"),
+            ("SERVER_ROOT_PATH", "/litellm"),
+        ])
+        .unwrap();
+        assert_eq!(layer.callback_url(), "https://gateway.example.com/litellm/sso/callback");
+        let p = &layer.shared.providers[0].config;
+        assert_eq!(p.extra_headers[0], ("Authorization".to_owned(), "Basic dXNlcjpwYXNz==".to_owned()));
+        let rm = p.claims.role_mappings.as_ref().unwrap();
+        assert_eq!(rm.group_claim, "custom-groups");
+        assert_eq!(rm.default_role, Some(UserRole::InternalUserViewer));
+        assert!(p.pkce);
+    }
+
+    #[test]
+    fn all_providers_registered_in_upstream_order() {
+        let layer = build(&[
+            ("PROXY_BASE_URL", "https://gw.example.com"),
+            ("LITELLM_MASTER_KEY", "sk-0123456789abcdef"),
+            ("GENERIC_CLIENT_ID", "g"),
+            ("GENERIC_AUTHORIZATION_ENDPOINT", "https://idp.example.com/auth"),
+            ("GENERIC_TOKEN_ENDPOINT", "https://idp.example.com/token"),
+            ("GOOGLE_CLIENT_ID", "goog"),
+            ("GOOGLE_CLIENT_SECRET", "s"),
+        ])
+        .unwrap();
+        let names: Vec<&str> = layer.shared.providers.iter().map(|p| p.config.provider_name()).collect();
+        assert_eq!(names, ["google", "generic"]);
+    }
+}
