@@ -177,4 +177,23 @@ async fn node_oidc_provider_code_flow_with_pkce() {
         "{tokens}"
     );
     assert_eq!(tokens["token_type"], "Bearer", "{tokens}");
+
+    // PKCE is enforced for this confidential client too.
+    let mut no_pkce = authorize_url.clone();
+    let kept: Vec<(String, String)> = authorize_url
+        .query_pairs()
+        .filter(|(k, _)| !k.starts_with("code_challenge"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    no_pkce.query_pairs_mut().clear().extend_pairs(kept);
+    let refused = oidc_provider::browser_login(no_pkce.as_str(), REDIRECT_URI)
+        .await
+        .expect("an error redirect to the client");
+    let refused = Url::parse(&refused).expect("callback url");
+    assert!(
+        refused
+            .query_pairs()
+            .any(|(k, v)| k == "error" && v == "invalid_request"),
+        "authorize without PKCE must fail: {refused}"
+    );
 }
