@@ -11,6 +11,9 @@ pub mod config;
 mod endpoints;
 pub mod env;
 pub mod error;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
 mod future;
 mod headers;
 pub mod http;
