@@ -346,7 +346,7 @@ pub fn fallback_user_id(user: &SsoUser) -> Option<String> {
 
 /// Decodes the payload of a compact JWS (`header.payload.signature`) without checking anything but
 /// its shape: three base64url segments, the first two JSON objects. `None` for anything else.
-fn decode_jwt_payload_unverified(token: &str) -> Option<Map<String, Value>> {
+pub(crate) fn decode_jwt_payload_unverified(token: &str) -> Option<Map<String, Value>> {
     if token.is_empty() || token.len() > MAX_ACCESS_TOKEN_LEN {
         return None;
     }

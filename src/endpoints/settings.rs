@@ -22,7 +22,7 @@ pub(crate) fn ui_settings(shared: &Shared, parts: &Parts) -> Result<Response<Ful
             "SSO_ENABLED": !shared.providers.is_empty(),
             "SSO_PROVIDERS": shared.providers.iter().map(|p| p.config.provider_name()).collect::<Vec<_>>(),
             "LOGIN_URL": format!("{}/key/generate", shared.paths.prefix),
-            "UI_ACCESS_MODE": shared.policy.ui_access_mode.to_string(),
+            "UI_ACCESS_MODE": shared.policy.ui_access_mode.as_str(),
         }),
     ))
 }
