@@ -164,3 +164,149 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     msg
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A loopback server answering every request with `response` (raw HTTP), or never when
+    /// `None`. Returns its base URL and a request counter.
+    async fn raw_server(response: Option<Vec<u8>>) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let response = response.clone();
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    c.fetch_add(1, Ordering::SeqCst);
+                    match response {
+                        Some(r) => {
+                            let _ = sock.write_all(&r).await;
+                            let _ = sock.shutdown().await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(30)).await,
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}"), count)
+    }
+
+    fn get(url: &str) -> HttpRequest {
+        http::Request::get(url)
+            .header("accept", "application/json")
+            .body(Bytes::new())
+            .unwrap()
+    }
+
+    fn cfg(timeout_ms: u64, max: usize) -> HttpClientConfig {
+        HttpClientConfig {
+            timeout: Duration::from_millis(timeout_ms),
+            max_body_bytes: max,
+        }
+    }
+
+    #[test]
+    fn config_defaults() {
+        let c = HttpClientConfig::default();
+        assert_eq!(c.timeout, Duration::from_secs(10));
+        assert_eq!(c.max_body_bytes, 1024 * 1024);
+    }
+
+    #[tokio::test]
+    async fn small_body_ok() {
+        let (url, _) = raw_server(Some(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}".to_vec(),
+        ))
+        .await;
+        let client = default_client(&cfg(2000, 1000));
+        let res = client.oneshot(get(&format!("{url}/x"))).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.body().as_ref(), b"{\"ok\":true}");
+    }
+
+    #[tokio::test]
+    async fn body_over_cap_is_too_large() {
+        let mut r = b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n".to_vec();
+        r.extend(std::iter::repeat_n(b'a', 2000));
+        let (url, _) = raw_server(Some(r)).await;
+        let client = default_client(&cfg(2000, 1000));
+        let err = client.oneshot(get(&url)).await.unwrap_err();
+        assert_eq!(err, HttpError::BodyTooLarge);
+
+        // Same without a Content-Length (read until close).
+        let mut r = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec();
+        r.extend(std::iter::repeat_n(b'a', 5000));
+        let (url, _) = raw_server(Some(r)).await;
+        let client = default_client(&cfg(2000, 1000));
+        assert_eq!(
+            client.oneshot(get(&url)).await.unwrap_err(),
+            HttpError::BodyTooLarge
+        );
+    }
+
+    #[tokio::test]
+    async fn silent_server_times_out() {
+        let (url, count) = raw_server(None).await;
+        let client = default_client(&cfg(200, 1000));
+        let start = std::time::Instant::now();
+        let err = client.oneshot(get(&url)).await.unwrap_err();
+        assert_eq!(err, HttpError::Timeout);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn redirect_not_followed() {
+        let (target, target_count) = raw_server(Some(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".to_vec(),
+        ))
+        .await;
+        let r = format!(
+            "HTTP/1.1 302 Found\r\nLocation: {target}/elsewhere\r\nContent-Length: 0\r\n\r\n"
+        );
+        let (url, count) = raw_server(Some(r.into_bytes())).await;
+        let client = default_client(&cfg(2000, 1000));
+        let res = client.oneshot(get(&url)).await.unwrap();
+        assert_eq!(res.status(), 302);
+        assert_eq!(
+            res.headers()["location"],
+            format!("{target}/elsewhere").as_str()
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        assert_eq!(target_count.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_connect_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let client = default_client(&cfg(2000, 1000));
+        let err = client
+            .oneshot(get(&format!("http://{addr}/")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HttpError::Connect(_)), "{err:?}");
+    }
+}
