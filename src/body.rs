@@ -12,12 +12,18 @@ use pin_project_lite::pin_project;
 pin_project! {
     /// Either the inner service's response body or a complete body written by the layer.
     ///
-    /// Its error type is the inner body's, so axum and hyper accept it as they accept the inner body.
-    #[project = ResponseBodyProj]
-    pub enum ResponseBody<B> {
-        /// A body the layer wrote.
+    /// Its error type is the inner body's, so axum and hyper accept it as they accept the inner
+    /// body.
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
         Full { #[pin] body: Full<Bytes> },
-        /// The inner service's body, untouched.
         Inner { #[pin] body: B },
     }
 }
@@ -25,20 +31,31 @@ pin_project! {
 impl<B> ResponseBody<B> {
     /// A body the layer wrote.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
-        Self::Full {
-            body: Full::new(bytes.into()),
-        }
+        Self::from_full(Full::new(bytes.into()))
+    }
+
+    pub(crate) fn from_full(body: Full<Bytes>) -> Self {
+        Self { kind: Kind::Full { body } }
     }
 
     /// Wraps the inner service's body.
     pub fn inner(body: B) -> Self {
-        Self::Inner { body }
+        Self { kind: Kind::Inner { body } }
     }
 }
 
 impl<B> Default for ResponseBody<B> {
     fn default() -> Self {
         Self::full(Bytes::new())
+    }
+}
+
+impl<B> std::fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            Kind::Full { .. } => f.write_str("ResponseBody::Full"),
+            Kind::Inner { .. } => f.write_str("ResponseBody::Inner"),
+        }
     }
 }
 
@@ -53,28 +70,28 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        match self.project() {
-            ResponseBodyProj::Full { body } => match body.poll_frame(cx) {
+        match self.project().kind.project() {
+            KindProj::Full { body } => match body.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
                 Poll::Ready(Some(Err(never))) => match never {},
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
-            ResponseBodyProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Inner { body } => body.poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Full { body } => body.is_end_stream(),
-            Self::Inner { body } => body.is_end_stream(),
+        match &self.kind {
+            Kind::Full { body } => body.is_end_stream(),
+            Kind::Inner { body } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Full { body } => body.size_hint(),
-            Self::Inner { body } => body.size_hint(),
+        match &self.kind {
+            Kind::Full { body } => body.size_hint(),
+            Kind::Inner { body } => body.size_hint(),
         }
     }
 }

@@ -65,10 +65,6 @@ impl Problems {
     pub(crate) fn add(&mut self, setting: impl Into<String>, problem: impl Into<String>) {
         self.0.push(ConfigError::new(setting, problem));
     }
-
-    pub(crate) fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, ConfigErrors> {
-        if self.0.is_empty() { Ok(value()) } else { Err(ConfigErrors(self.0)) }
-    }
 }
 
 /// Whether `url` may be used to talk to an identity provider: https, or http on a loopback host.
@@ -153,7 +149,7 @@ mod tests {
         let mut p = Problems::default();
         p.add("PROXY_BASE_URL", "is not set");
         p.add("LITELLM_MASTER_KEY", "is not set");
-        let e = p.finish(|| ()).unwrap_err();
+        let e = ConfigErrors(p.0);
         let text = e.to_string();
         assert!(text.contains("2 problems") && text.contains("PROXY_BASE_URL") && text.contains("LITELLM_MASTER_KEY"));
         assert!(e.mentions("PROXY_BASE_URL"));

@@ -60,13 +60,13 @@ where
             }
             KindProj::Endpoint { future } => {
                 let res = ready!(future.as_mut().poll(cx));
-                Poll::Ready(Ok(res.map(|b| ResponseBody::Full { body: b })))
+                Poll::Ready(Ok(res.map(|b| ResponseBody::from_full(b))))
             }
             KindProj::Ready { response } => {
                 let res = response.take().unwrap_or_else(|| {
                     crate::error::SsoError::internal("response already taken").into_response()
                 });
-                Poll::Ready(Ok(res.map(|b| ResponseBody::Full { body: b })))
+                Poll::Ready(Ok(res.map(|b| ResponseBody::from_full(b))))
             }
         }
     }

@@ -20,7 +20,7 @@ use crate::session::{SessionCodec, SessionFields, derive_key};
 use crate::store::{MemoryUserStore, NewTeamDefaults, NewUserDefaults, StoreError, StoreRequest, StoreResponse, UserStore};
 
 /// The shortest session secret accepted, in bytes.
-pub const MIN_SECRET_LEN: usize = 16;
+pub(crate) const MIN_SECRET_LEN: usize = 16;
 
 /// A [`tower::Layer`] that puts single sign-on in front of a service.
 ///

@@ -33,6 +33,11 @@ pub(crate) mod token;
 pub(crate) mod userinfo;
 
 pub use discovery::ProviderMetadata;
+pub(crate) use discovery::discover;
+pub(crate) use id_token::{IdTokenCheck, verify_id_token};
+pub(crate) use jwks::JwksCache;
+pub(crate) use token::{ClientAuth, TokenRequest, exchange_code};
+pub(crate) use userinfo::{check_userinfo_sub, fetch_userinfo};
 
 /// Sends one request through the (cloned) client.
 async fn send(http: &HttpClient, req: HttpRequest) -> Result<HttpResponse, HttpError> {

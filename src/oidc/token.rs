@@ -123,6 +123,16 @@ pub(crate) async fn exchange_code(
     http: &HttpClient,
     req: &TokenRequest<'_>,
 ) -> Result<TokenResponse, SsoError> {
+    // Built in a plain function: the form serializer is not `Send` and must not live across the
+    // await below.
+    let request = build_request(req)?;
+    let res = super::send(http, request)
+        .await
+        .map_err(|e| SsoError::bad_gateway(format!("{PREFIX}: {e}")))?;
+    parse_response(res.status(), res.body())
+}
+
+fn build_request(req: &TokenRequest<'_>) -> Result<crate::http::HttpRequest, SsoError> {
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", "authorization_code");
     form.append_pair("code", req.code);
@@ -173,14 +183,9 @@ pub(crate) async fn exchange_code(
         }
         builder = builder.header(name, value);
     }
-    let request = builder.body(Bytes::from(body)).map_err(|_| {
+    builder.body(Bytes::from(body)).map_err(|_| {
         SsoError::internal("token exchange failed: the token endpoint is not a valid URL")
-    })?;
-
-    let res = super::send(http, request)
-        .await
-        .map_err(|e| SsoError::bad_gateway(format!("{PREFIX}: {e}")))?;
-    parse_response(res.status(), res.body())
+    })
 }
 
 fn parse_response(status: http::StatusCode, body: &[u8]) -> Result<TokenResponse, SsoError> {
