@@ -25,7 +25,9 @@ pin_project! {
 impl<B> ResponseBody<B> {
     /// A body the layer wrote.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
-        Self::Full { body: Full::new(bytes.into()) }
+        Self::Full {
+            body: Full::new(bytes.into()),
+        }
     }
 
     /// Wraps the inner service's body.

@@ -21,7 +21,9 @@ impl Clock {
 
     /// A clock that starts at the system time and can be moved with [`Clock::advance`].
     pub fn manual() -> Self {
-        Self { offset: Some(Arc::new(AtomicI64::new(0))) }
+        Self {
+            offset: Some(Arc::new(AtomicI64::new(0))),
+        }
     }
 
     /// Moves a manual clock forward by `secs` (backward when negative). No effect on the system clock.
@@ -33,7 +35,10 @@ impl Clock {
 
     /// Now, in seconds since the Unix epoch.
     pub fn now(&self) -> u64 {
-        let sys = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let sys = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         match &self.offset {
             None => sys,
             Some(o) => sys.saturating_add_signed(o.load(Ordering::Relaxed)),

@@ -22,8 +22,17 @@ pub struct SsoError {
 
 impl SsoError {
     /// An error with the given status, machine-readable type and human message.
-    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, kind, message: message.into(), param: None }
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+        }
     }
 
     /// 401: no valid session, or the login could not prove who the user is.
@@ -58,7 +67,11 @@ impl SsoError {
 
     /// 503: a part the layer needs (IdP metadata, verifier cache, user store) is unavailable.
     pub fn unavailable(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            message,
+        )
     }
 
     /// 500: something inside the layer failed.
@@ -111,7 +124,10 @@ impl SsoError {
         let mut res = Response::new(Full::new(Bytes::from(body)));
         *res.status_mut() = self.status;
         let headers = res.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -123,7 +139,13 @@ impl SsoError {
 
 impl fmt::Display for SsoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}): {}", self.status.as_u16(), self.kind, self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.status.as_u16(),
+            self.kind,
+            self.message
+        )
     }
 }
 
@@ -136,7 +158,9 @@ mod tests {
 
     #[tokio::test]
     async fn body_has_litellm_shape() {
-        let res = SsoError::unauthorized("no session").with_param("token").into_response();
+        let res = SsoError::unauthorized("no session")
+            .with_param("token")
+            .into_response();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
         let body = res.into_body().collect().await.unwrap().to_bytes();

@@ -170,7 +170,9 @@ pub struct IdentityData {
 impl Identity {
     /// Wraps the given fields.
     pub fn new(data: IdentityData) -> Self {
-        Self { inner: Arc::new(data) }
+        Self {
+            inner: Arc::new(data),
+        }
     }
 
     /// All fields.
@@ -242,8 +244,14 @@ mod tests {
 
     #[test]
     fn roles_parse_case_insensitively() {
-        assert_eq!("PROXY_ADMIN".parse::<UserRole>().unwrap(), UserRole::ProxyAdmin);
-        assert_eq!(" internal_user_viewer ".parse::<UserRole>().unwrap(), UserRole::InternalUserViewer);
+        assert_eq!(
+            "PROXY_ADMIN".parse::<UserRole>().unwrap(),
+            UserRole::ProxyAdmin
+        );
+        assert_eq!(
+            " internal_user_viewer ".parse::<UserRole>().unwrap(),
+            UserRole::InternalUserViewer
+        );
         let err = "internal_user_view_only".parse::<UserRole>().unwrap_err();
         assert!(err.to_string().contains("internal_user_viewer"));
     }
