@@ -72,7 +72,7 @@ fn basic(id: &str, secret: &str) -> String {
 /// Standard base64 with padding (tests only).
 fn b64_std(input: &[u8]) -> String {
     let mut s = b64url(input).replace('-', "+").replace('_', "/");
-    while s.len() % 4 != 0 {
+    while !s.len().is_multiple_of(4) {
         s.push('=');
     }
     s
