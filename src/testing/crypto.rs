@@ -1,0 +1,200 @@
+//! Key material, JWT signing and the small encoders the mock provider needs.
+
+use std::io;
+
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
+use serde_json::Value;
+
+/// One RSA signing key with its key id and the public JWK members.
+pub(super) struct SigningKey {
+    pub(super) kid: String,
+    pair: KeyPair,
+    /// Modulus, base64url without padding.
+    pub(super) n: String,
+    /// Public exponent, base64url without padding.
+    pub(super) e: String,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// Generates a fresh RSA-2048 key with a random key id.
+    pub(super) fn generate() -> io::Result<SigningKey> {
+        let pair = KeyPair::generate(KeySize::Rsa2048)
+            .map_err(|_| io::Error::other("MockIdp: RSA key generation failed"))?;
+        let public = pair.public_key();
+        let n = b64url(public.modulus().big_endian_without_leading_zero());
+        let e = b64url(public.exponent().big_endian_without_leading_zero());
+        let kid = format!(
+            "mock-{}",
+            random_token(9).ok_or_else(|| io::Error::other("MockIdp: no randomness"))?
+        );
+        Ok(SigningKey { kid, pair, n, e })
+    }
+
+    /// The public key as a JWK.
+    pub(super) fn jwk(&self) -> Value {
+        serde_json::json!({
+            "kty": "RSA",
+            "use": "sig",
+            "alg": "RS256",
+            "kid": self.kid,
+            "n": self.n,
+            "e": self.e,
+        })
+    }
+
+    /// RSASSA-PKCS1-v1_5 with SHA-256 over `msg`.
+    fn sign(&self, msg: &[u8]) -> Option<Vec<u8>> {
+        let mut sig = vec![0; self.pair.public_modulus_len()];
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        self.pair
+            .sign(&RSA_PKCS1_SHA256, &rng, msg, &mut sig)
+            .ok()?;
+        Some(sig)
+    }
+}
+
+/// How to put a JWT together (the knobs the misbehaviours turn).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum JwtShape {
+    /// RS256 with the key's `kid`.
+    Normal,
+    /// RS256 without a `kid` header.
+    NoKid,
+    /// RS256 with a `kid` the JWKS does not hold.
+    UnknownKid,
+    /// RS256 with a corrupted signature.
+    BadSignature,
+    /// `alg: none` and an empty signature.
+    AlgNone,
+}
+
+/// Builds a compact JWS over `claims`.
+pub(super) fn jwt(key: &SigningKey, claims: &Value, shape: JwtShape) -> Option<String> {
+    let header = match shape {
+        JwtShape::Normal | JwtShape::BadSignature => {
+            serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": key.kid})
+        }
+        JwtShape::NoKid => serde_json::json!({"alg": "RS256", "typ": "JWT"}),
+        JwtShape::UnknownKid => {
+            serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": "unknown-kid-not-in-jwks"})
+        }
+        JwtShape::AlgNone => serde_json::json!({"alg": "none", "typ": "JWT"}),
+    };
+    let header = serde_json::to_vec(&header).ok()?;
+    let claims = serde_json::to_vec(claims).ok()?;
+    let signing_input = format!("{}.{}", b64url(&header), b64url(&claims));
+    if shape == JwtShape::AlgNone {
+        return Some(format!("{signing_input}."));
+    }
+    let mut sig = key.sign(signing_input.as_bytes())?;
+    if shape == JwtShape::BadSignature {
+        let mid = sig.len() / 2;
+        if let Some(b) = sig.get_mut(mid) {
+            *b ^= 0x5a;
+        }
+    }
+    Some(format!("{signing_input}.{}", b64url(&sig)))
+}
+
+/// `n` random bytes, base64url without padding.
+pub(super) fn random_token(n: usize) -> Option<String> {
+    let mut buf = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut buf).ok()?;
+    Some(b64url(&buf))
+}
+
+/// BASE64URL(SHA256(verifier)), the PKCE S256 transform (RFC 7636 §4.2).
+pub(super) fn s256(verifier: &str) -> String {
+    b64url(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref())
+}
+
+/// Constant-time string comparison (for secrets).
+pub(super) fn secure_eq(a: &str, b: &str) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}
+
+const URL_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Base64url without padding (RFC 4648 §5).
+pub(super) fn b64url(input: &[u8]) -> String {
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            let idx = ((v >> (18 - 6 * i)) & 0x3f) as usize;
+            out.push(char::from(URL_ALPHABET[idx]));
+        }
+    }
+    out
+}
+
+/// Decodes standard base64 (RFC 4648 §4), padding optional. `None` on any malformed input.
+pub(super) fn b64_std_decode(input: &str) -> Option<Vec<u8>> {
+    let trimmed = input.trim_end_matches('=');
+    if input.len() - trimmed.len() > 2 || trimmed.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0u32;
+    for c in trimmed.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((acc >> bits) & 0xff) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips() {
+        assert_eq!(b64url(b""), "");
+        assert_eq!(b64url(b"f"), "Zg");
+        assert_eq!(b64url(b"fo"), "Zm8");
+        assert_eq!(b64url(b"foo"), "Zm9v");
+        assert_eq!(b64url(&[0xfb, 0xff]), "-_8");
+        assert_eq!(b64_std_decode("Zm9vYg==").as_deref(), Some(&b"foob"[..]));
+        assert_eq!(b64_std_decode("Zm9vYg").as_deref(), Some(&b"foob"[..]));
+        assert_eq!(b64_std_decode("+/8=").as_deref(), Some(&[0xfb, 0xff][..]));
+        assert_eq!(b64_std_decode("Z"), None);
+        assert_eq!(b64_std_decode("Zm9v!"), None);
+        assert_eq!(b64_std_decode("Zg==="), None);
+    }
+
+    #[test]
+    fn pkce_s256_matches_rfc7636_appendix_b() {
+        assert_eq!(
+            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+}

@@ -1,0 +1,533 @@
+//! A real OpenID Connect provider, in process, on a loopback port: [`MockIdp`].
+//!
+//! It speaks the authorization code flow over real HTTP (discovery, `/authorize`, `/token`,
+//! `/userinfo`, `/jwks`, `/logout`), signs RS256 id_tokens with a key generated at start, checks
+//! PKCE S256, client authentication, redirect URIs and single-use codes like a strict provider,
+//! and can be told to misbehave ([`Misbehaviour`]) in each of the ways a relying party must
+//! detect. It records every request it receives, so a test can assert that a rejected login
+//! never reached the token or userinfo endpoint.
+//!
+//! Available with the crate feature `test-util`.
+//!
+//! | endpoint | path |
+//! |---|---|
+//! | discovery | `GET /.well-known/openid-configuration` |
+//! | authorization | `GET /authorize` (and `POST /authorize` or `POST /login` from the login form) |
+//! | token | `POST /token` |
+//! | userinfo | `GET` or `POST /userinfo` |
+//! | JWKS | `GET /jwks` |
+//! | end session | `GET` or `POST /logout` |
+
+mod crypto;
+mod server;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use self::crypto::SigningKey;
+
+/// The client id [`MockIdp::start`] registers.
+pub const DEFAULT_CLIENT_ID: &str = "tower-sso-test";
+/// The client secret [`MockIdp::start`] registers.
+pub const DEFAULT_CLIENT_SECRET: &str = "test-secret";
+
+/// A user the mock provider can sign in.
+///
+/// `claims` go into both the userinfo answer and the id_token (and the access token when
+/// [`MockIdpBuilder::access_token_jwt`] is on). Claims named like the registered id_token
+/// claims (`iss`, `sub`, `aud`, `exp`, `iat`, `nonce`, ...) are overridden by the provider.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MockUser {
+    /// The subject identifier (`sub`).
+    pub sub: String,
+    /// Every other claim: `email`, `preferred_username`, `name`, `groups`, `role`, ...
+    pub claims: Map<String, Value>,
+}
+
+impl MockUser {
+    /// A user with subject `sub` and no other claims.
+    pub fn new(sub: impl Into<String>) -> Self {
+        MockUser {
+            sub: sub.into(),
+            claims: Map::new(),
+        }
+    }
+
+    /// Adds (or replaces) one claim.
+    ///
+    /// ```
+    /// # use tower_sso::testing::MockUser;
+    /// let bob = MockUser::new("bob")
+    ///     .claim("email", "bob@example.com")
+    ///     .claim("groups", serde_json::json!(["admins", "devs"]));
+    /// assert_eq!(bob.claims["email"], "bob@example.com");
+    /// ```
+    pub fn claim(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.claims.insert(key.into(), value.into());
+        self
+    }
+
+    /// The default user: `alice`, `alice@example.com`, "Alice Example".
+    pub fn alice() -> Self {
+        MockUser::new("alice")
+            .claim("email", "alice@example.com")
+            .claim("email_verified", true)
+            .claim("preferred_username", "alice")
+            .claim("name", "Alice Example")
+    }
+}
+
+/// How `/authorize` signs the visitor in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoginMode {
+    /// `/authorize` redirects straight back as the selected user ([`MockIdp::select_user`]).
+    #[default]
+    Auto,
+    /// `/authorize` shows an HTML page with a user picker; submitting it (a `POST` to
+    /// `/authorize`) redirects back as the chosen user, "Cancel" redirects back with
+    /// `error=access_denied`.
+    Form,
+}
+
+/// Which client authentication methods `/token` accepts (RFC 6749 §2.3.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_secret_basic` only: HTTP Basic with the form-urlencoded id and secret.
+    Basic,
+    /// `client_secret_post` only: `client_id` and `client_secret` in the form body.
+    Post,
+    /// Either of the two (never both in one request).
+    #[default]
+    Any,
+}
+
+/// A way for the provider to go wrong, set with [`MockIdp::set_misbehaviour`].
+///
+/// It applies to every later request until replaced (set [`Misbehaviour::None`] to behave
+/// again). Requests are still validated normally first: a misbehaviour changes the answer to a
+/// request the provider would otherwise have accepted (except [`Misbehaviour::Slow`], which only
+/// delays, and [`Misbehaviour::UserinfoError`], which fails userinfo whatever the token).
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Misbehaviour {
+    /// Behave.
+    None,
+    /// id_token `iss` is `https://evil.example.com` instead of the issuer.
+    WrongIssuer,
+    /// id_token `aud` is another client's id.
+    WrongAudience,
+    /// id_token `aud` is `[client_id, "untrusted-audience"]` (with `azp` = client_id).
+    ExtraAudience,
+    /// id_token signature is corrupted.
+    BadSignature,
+    /// id_token header carries a `kid` the JWKS does not have (the token is otherwise valid).
+    UnknownKid,
+    /// id_token header carries no `kid` (the JWKS holds exactly one key, which verifies it).
+    NoKid,
+    /// id_token `exp` is 10 minutes in the past (`iat` 15 minutes in the past).
+    Expired,
+    /// id_token `iat` is one hour in the future.
+    IssuedInFuture,
+    /// id_token has no `iat`.
+    MissingIat,
+    /// id_token has no `sub`.
+    MissingSub,
+    /// id_token `nonce` differs from the one sent to `/authorize`.
+    NonceMismatch,
+    /// id_token has no `nonce` although one was sent.
+    MissingNonce,
+    /// id_token is unsigned: `alg: none`, empty signature.
+    AlgNone,
+    /// `/token` answers this HTTP status with a JSON error body (500 if the number is no status).
+    TokenHttpError(u16),
+    /// `/token` answers 200 with `{"error":"invalid_grant","error_description":"Code already used"}`.
+    TokenErrorInBody,
+    /// `/token` answers 200 with a body that is not JSON.
+    TokenGarbage,
+    /// `/token` answers 200 with JSON that is not an object (`[1,2]`).
+    TokenNotObject,
+    /// `/token` answer has no `access_token`.
+    TokenMissingAccessToken,
+    /// `/token` answer has no `id_token`.
+    NoIdToken,
+    /// `/userinfo` answers with a `sub` other than the id_token's.
+    UserinfoWrongSub,
+    /// `/userinfo` answers this HTTP status with a JSON error body (500 if the number is no status).
+    UserinfoError(u16),
+    /// `/userinfo` answers 200 with `{}` (no `sub`, no claims).
+    UserinfoEmpty,
+    /// Every endpoint waits this long before answering.
+    Slow(Duration),
+    /// The discovery document's `issuer` is `{issuer}/other` instead of the issuer.
+    DiscoveryIssuerMismatch,
+    /// `/authorize` redirects back with `error=<this>` (and `error_description`, `state`, `iss`).
+    AuthorizeError(String),
+    /// The authorization response carries `iss=https://evil.example.com` (RFC 9207 mix-up).
+    WrongIssParameter,
+    /// The authorization response carries no `iss` although the metadata advertises it.
+    MissingIssParameter,
+}
+
+/// One request the provider received: method and path only (never the query or body, which may
+/// carry codes and secrets).
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// The HTTP method.
+    pub method: http::Method,
+    /// The path, without the query.
+    pub path: String,
+}
+
+/// Configures a [`MockIdp`] before it starts. Obtain one with [`MockIdp::builder`].
+#[derive(Debug, Clone)]
+pub struct MockIdpBuilder {
+    client_id: String,
+    client_secret: String,
+    users: Vec<MockUser>,
+    login_mode: LoginMode,
+    iss_parameter: bool,
+    access_token_jwt: bool,
+    require_pkce: bool,
+    client_auth: ClientAuth,
+}
+
+impl Default for MockIdpBuilder {
+    fn default() -> Self {
+        MockIdpBuilder {
+            client_id: DEFAULT_CLIENT_ID.to_owned(),
+            client_secret: DEFAULT_CLIENT_SECRET.to_owned(),
+            users: Vec::new(),
+            login_mode: LoginMode::Auto,
+            iss_parameter: true,
+            access_token_jwt: false,
+            require_pkce: true,
+            client_auth: ClientAuth::Any,
+        }
+    }
+}
+
+impl MockIdpBuilder {
+    /// The one registered client (default `tower-sso-test` / `test-secret`).
+    pub fn client(mut self, id: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.client_id = id.into();
+        self.client_secret = secret.into();
+        self
+    }
+
+    /// Registers a user. The first user registered is the one [`LoginMode::Auto`] signs in.
+    /// Without any, the provider has the single user [`MockUser::alice`].
+    pub fn user(mut self, user: MockUser) -> Self {
+        self.users.retain(|u| u.sub != user.sub);
+        self.users.push(user);
+        self
+    }
+
+    /// How `/authorize` signs the visitor in (default [`LoginMode::Auto`]).
+    pub fn login_mode(mut self, mode: LoginMode) -> Self {
+        self.login_mode = mode;
+        self
+    }
+
+    /// Advertise `authorization_response_iss_parameter_supported` and send `iss` with every
+    /// authorization response (RFC 9207). Default on.
+    pub fn iss_parameter(mut self, on: bool) -> Self {
+        self.iss_parameter = on;
+        self
+    }
+
+    /// Issue access tokens as RS256 JWTs carrying the user's claims (as Keycloak does) instead of
+    /// opaque random strings. Default off.
+    pub fn access_token_jwt(mut self, on: bool) -> Self {
+        self.access_token_jwt = on;
+        self
+    }
+
+    /// Default on: `/authorize` rejects a request without an S256 `code_challenge`. Whatever
+    /// this says, `/token` checks the verifier whenever a challenge was sent, and rejects a
+    /// verifier when none was (PKCE downgrade, RFC 9700 §4.8.2).
+    pub fn require_pkce(mut self, on: bool) -> Self {
+        self.require_pkce = on;
+        self
+    }
+
+    /// Which client authentication `/token` accepts (default [`ClientAuth::Any`]).
+    pub fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.client_auth = auth;
+        self
+    }
+
+    /// Generates the signing key, binds `127.0.0.1:0` and starts serving.
+    ///
+    /// Must be called within a Tokio runtime. Fails if the port cannot be bound or the key
+    /// cannot be generated.
+    pub async fn start(self) -> std::io::Result<MockIdp> {
+        let key = Arc::new(SigningKey::generate()?);
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let mut users = self.users;
+        if users.is_empty() {
+            users.push(MockUser::alice());
+        }
+        let selected = users.first().map(|u| u.sub.clone()).unwrap_or_default();
+        let shared = Arc::new(Shared {
+            issuer: format!("http://{addr}"),
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            login_mode: self.login_mode,
+            iss_parameter: self.iss_parameter,
+            access_token_jwt: self.access_token_jwt,
+            require_pkce: self.require_pkce,
+            client_auth: self.client_auth,
+            state: Mutex::new(State {
+                users,
+                selected,
+                misbehaviour: Misbehaviour::None,
+                key,
+                codes: HashMap::new(),
+                tokens: HashMap::new(),
+                requests: Vec::new(),
+            }),
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(server::serve(listener, shared.clone(), stop_rx));
+        Ok(MockIdp {
+            shared,
+            guard: Arc::new(Guard {
+                stop: stop_tx,
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+}
+
+/// A real OpenID Connect provider running in this process on a loopback port.
+///
+/// A cheap, cloneable handle: the server stops when the last handle is dropped, or at once with
+/// [`MockIdp::shutdown`]. See the [module documentation](self) for the endpoints.
+///
+/// ```
+/// use tower_sso::testing::{MockIdp, MockUser, Misbehaviour};
+/// use http_body_util::{BodyExt, Empty};
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let idp = MockIdp::start().await?;
+/// idp.add_user(MockUser::new("bob").claim("email", "bob@example.com").claim("role", "admin"));
+/// idp.select_user("bob");
+///
+/// // Point the layer at it: `SsoLayer::from_env()` reads these.
+/// for (name, value) in idp.env_vars() {
+///     println!("{name}={value}");
+/// }
+///
+/// // It is real HTTP.
+/// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+/// let url = format!("{}/.well-known/openid-configuration", idp.issuer());
+/// let res = client.get(url.parse()?).await?;
+/// let body = res.into_body().collect().await?.to_bytes();
+/// let meta: serde_json::Value = serde_json::from_slice(&body)?;
+/// assert_eq!(meta["issuer"], idp.issuer().as_str());
+///
+/// // Make it misbehave for the next logins, and check what it was asked.
+/// idp.set_misbehaviour(Misbehaviour::WrongIssuer);
+/// assert_eq!(idp.count("/.well-known/openid-configuration"), 1);
+/// assert_eq!(idp.count("/userinfo"), 0);
+/// idp.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct MockIdp {
+    shared: Arc<Shared>,
+    guard: Arc<Guard>,
+}
+
+impl MockIdp {
+    /// Starts a provider with the defaults: client `tower-sso-test` / `test-secret`, the single
+    /// user [`MockUser::alice`], [`LoginMode::Auto`], PKCE required, `iss` parameter on, either
+    /// client authentication method accepted.
+    pub async fn start() -> std::io::Result<MockIdp> {
+        MockIdpBuilder::default().start().await
+    }
+
+    /// A builder to configure the provider before it starts.
+    pub fn builder() -> MockIdpBuilder {
+        MockIdpBuilder::default()
+    }
+
+    /// The issuer, `http://127.0.0.1:PORT` (no trailing slash). Discovery lives under it.
+    pub fn issuer(&self) -> String {
+        self.shared.issuer.clone()
+    }
+
+    /// The registered client id.
+    pub fn client_id(&self) -> &str {
+        &self.shared.client_id
+    }
+
+    /// The registered client secret.
+    pub fn client_secret(&self) -> &str {
+        &self.shared.client_secret
+    }
+
+    /// Makes every later request misbehave this way ([`Misbehaviour::None`] to stop).
+    pub fn set_misbehaviour(&self, m: Misbehaviour) {
+        self.shared.lock().misbehaviour = m;
+    }
+
+    /// The user [`LoginMode::Auto`] signs in as (and the one the login form preselects). An
+    /// unknown `sub` makes `/authorize` answer `error=access_denied`.
+    pub fn select_user(&self, sub: &str) {
+        self.shared.lock().selected = sub.to_owned();
+    }
+
+    /// Adds a user, replacing any user with the same `sub`. It takes effect for later logins.
+    pub fn add_user(&self, user: MockUser) {
+        let mut state = self.shared.lock();
+        if let Some(existing) = state.users.iter_mut().find(|u| u.sub == user.sub) {
+            *existing = user;
+        } else {
+            state.users.push(user);
+        }
+    }
+
+    /// Replaces the signing key with a new one under a new `kid`. The JWKS then serves only the
+    /// new key, so a relying party with a stale JWKS cache must refetch it.
+    ///
+    /// Generating the key blocks for a moment. Should generation fail (it does not in practice),
+    /// the old key stays and a warning is logged.
+    pub fn rotate_keys(&self) {
+        match SigningKey::generate() {
+            Ok(key) => self.shared.lock().key = Arc::new(key),
+            Err(err) => tracing::warn!(%err, "MockIdp: key rotation failed; keeping the old key"),
+        }
+    }
+
+    /// The `kid` of the current signing key.
+    pub fn current_kid(&self) -> String {
+        self.shared.lock().key.kid.clone()
+    }
+
+    /// Every request received so far, in order (method and path only).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// How many requests (any method) were received for `path` (without query).
+    pub fn count(&self, path: &str) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
+    }
+
+    /// The environment `SsoLayer::from_env` reads for a generic OIDC provider:
+    /// `GENERIC_ISSUER`, `GENERIC_CLIENT_ID`, `GENERIC_CLIENT_SECRET`, and the explicit
+    /// endpoints LiteLLM requires (`GENERIC_AUTHORIZATION_ENDPOINT`, `GENERIC_TOKEN_ENDPOINT`,
+    /// `GENERIC_USERINFO_ENDPOINT`).
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        let iss = &self.shared.issuer;
+        [
+            ("GENERIC_ISSUER", iss.clone()),
+            ("GENERIC_CLIENT_ID", self.shared.client_id.clone()),
+            ("GENERIC_CLIENT_SECRET", self.shared.client_secret.clone()),
+            ("GENERIC_AUTHORIZATION_ENDPOINT", format!("{iss}/authorize")),
+            ("GENERIC_TOKEN_ENDPOINT", format!("{iss}/token")),
+            ("GENERIC_USERINFO_ENDPOINT", format!("{iss}/userinfo")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Stops the server now (for every handle) and waits until the port is closed.
+    pub async fn shutdown(self) {
+        let _ = self.guard.stop.send(true);
+        let task = self
+            .guard
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Held only by the handles: dropping the last one stops the server.
+#[derive(Debug)]
+struct Guard {
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Configuration and state shared by the handles and the server.
+#[derive(Debug)]
+struct Shared {
+    issuer: String,
+    client_id: String,
+    client_secret: String,
+    login_mode: LoginMode,
+    iss_parameter: bool,
+    access_token_jwt: bool,
+    require_pkce: bool,
+    client_auth: ClientAuth,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    /// Locks the state; a poisoned lock is still usable (the state stays consistent).
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    users: Vec<MockUser>,
+    selected: String,
+    misbehaviour: Misbehaviour,
+    key: Arc<SigningKey>,
+    codes: HashMap<String, CodeGrant>,
+    tokens: HashMap<String, AccessGrant>,
+    requests: Vec<RecordedRequest>,
+}
+
+/// What an authorization code stands for.
+#[derive(Debug)]
+struct CodeGrant {
+    redirect_uri: String,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    scope: String,
+    user: MockUser,
+    issued: Instant,
+    /// Set once redeemed; a second redemption revokes this access token.
+    redeemed: Option<String>,
+}
+
+/// What an access token stands for (for `/userinfo`).
+#[derive(Debug)]
+struct AccessGrant {
+    user: MockUser,
+    expires: Instant,
+}
