@@ -92,7 +92,7 @@ async fn browsers_are_sent_to_login_remembering_where_they_were_going() {
     let res = send(&app, get("/admin/keys?page=2&sort=name", &[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")])).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let loc = location(&res);
-    assert_eq!(loc, "/sso/key/generate?return_to=%2Fadmin%2Fkeys%3Fpage%3D2%26sort%3Dname");
+    assert_eq!(loc, "/sso/key/generate?return_to=/admin/keys%3Fpage%3D2%26sort%3Dname");
     // API clients, and browsers POSTing, get 401 instead.
     assert_401_json(send(&app, get("/admin/keys", &[("accept", "application/json")])).await).await;
     assert_eq!(up.calls(), 0);
