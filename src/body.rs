@@ -35,12 +35,16 @@ impl<B> ResponseBody<B> {
     }
 
     pub(crate) fn from_full(body: Full<Bytes>) -> Self {
-        Self { kind: Kind::Full { body } }
+        Self {
+            kind: Kind::Full { body },
+        }
     }
 
     /// Wraps the inner service's body.
     pub fn inner(body: B) -> Self {
-        Self { kind: Kind::Inner { body } }
+        Self {
+            kind: Kind::Inner { body },
+        }
     }
 }
 

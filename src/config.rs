@@ -15,7 +15,10 @@ pub struct ConfigError {
 impl ConfigError {
     /// A problem with `setting`.
     pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self { setting: setting.into(), problem: problem.into() }
+        Self {
+            setting: setting.into(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -43,7 +46,11 @@ impl ConfigErrors {
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid tower-sso configuration ({} problem", self.0.len())?;
+        write!(
+            f,
+            "invalid tower-sso configuration ({} problem",
+            self.0.len()
+        )?;
         if self.0.len() != 1 {
             f.write_str("s")?;
         }
@@ -73,7 +80,11 @@ pub(crate) fn check_idp_url(url: &str) -> Result<url::Url, String> {
     match parsed.scheme() {
         "https" => {}
         "http" if is_loopback(&parsed) => {}
-        "http" => return Err(format!("{url:?} must use https (plain http is allowed only on loopback)")),
+        "http" => {
+            return Err(format!(
+                "{url:?} must use https (plain http is allowed only on loopback)"
+            ));
+        }
         other => return Err(format!("{url:?} has unsupported scheme {other:?}")),
     }
     if parsed.host_str().is_none_or(str::is_empty) {
@@ -100,16 +111,24 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
     let t = text.trim().to_ascii_lowercase();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{text:?} is not a duration like 24h, 30m, 7d or 3600s"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 24h, 30m, 7d or 3600s"))?;
     let mult = match unit.trim() {
         "" | "s" | "sec" | "secs" | "second" | "seconds" => 1,
         "m" | "min" | "mins" | "minute" | "minutes" => 60,
         "h" | "hr" | "hrs" | "hour" | "hours" => 3600,
         "d" | "day" | "days" => 86_400,
         "w" | "week" | "weeks" => 604_800,
-        _ => return Err(format!("{text:?} is not a duration like 24h, 30m, 7d or 3600s")),
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration like 24h, 30m, 7d or 3600s"
+            ));
+        }
     };
-    let secs = n.checked_mul(mult).ok_or_else(|| format!("{text:?} is too long"))?;
+    let secs = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{text:?} is too long"))?;
     if secs == 0 {
         return Err(format!("{text:?} must be longer than zero"));
     }
@@ -151,7 +170,11 @@ mod tests {
         p.add("LITELLM_MASTER_KEY", "is not set");
         let e = ConfigErrors(p.0);
         let text = e.to_string();
-        assert!(text.contains("2 problems") && text.contains("PROXY_BASE_URL") && text.contains("LITELLM_MASTER_KEY"));
+        assert!(
+            text.contains("2 problems")
+                && text.contains("PROXY_BASE_URL")
+                && text.contains("LITELLM_MASTER_KEY")
+        );
         assert!(e.mentions("PROXY_BASE_URL"));
     }
 }

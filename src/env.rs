@@ -23,13 +23,13 @@
 //! the first is the default.
 
 use crate::claims::{ClaimMapping, RoleMappings, parse_role_map};
+use crate::config::ConfigErrors;
 use crate::config::{ConfigError, parse_duration};
 use crate::identity::UserRole;
 use crate::layer::{SsoLayer, SsoLayerBuilder};
 use crate::policy::{AccessPolicy, UiAccessMode};
 use crate::provider::{ClientAuthMethod, Provider};
 use crate::store::{NewTeamDefaults, NewUserDefaults};
-use crate::config::ConfigErrors;
 
 impl SsoLayer {
     /// Builds the layer from the process environment (see the table in [`crate::env`] docs).
@@ -46,7 +46,9 @@ struct Env<F> {
 
 impl<F: Fn(&str) -> Option<String>> Env<F> {
     fn get(&self, name: &str) -> Option<String> {
-        (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     fn flag(&mut self, name: &str, default: bool) -> bool {
@@ -67,7 +69,12 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 
     fn list(&self, name: &str) -> Vec<String> {
         self.get(name)
-            .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -89,16 +96,25 @@ impl SsoLayerBuilder {
     /// [`build`](SsoLayerBuilder::build). Problems with the variables are reported by `build`,
     /// together with any others.
     pub fn from_env_vars(lookup: impl Fn(&str) -> Option<String>) -> SsoLayerBuilder {
-        let mut env = Env { lookup, problems: Vec::new() };
+        let mut env = Env {
+            lookup,
+            problems: Vec::new(),
+        };
         let mut b = SsoLayer::builder();
 
         match env.get("PROXY_BASE_URL") {
             Some(u) => b = b.base_url(u),
-            None => env.bad("PROXY_BASE_URL", "is not set (the public URL of this service, e.g. https://gateway.example.com)"),
+            None => env.bad(
+                "PROXY_BASE_URL",
+                "is not set (the public URL of this service, e.g. https://gateway.example.com)",
+            ),
         }
         match env.get("LITELLM_MASTER_KEY") {
             Some(k) => b = b.session_secret(k),
-            None => env.bad("LITELLM_MASTER_KEY", "is not set (it signs the session tokens)"),
+            None => env.bad(
+                "LITELLM_MASTER_KEY",
+                "is not set (it signs the session tokens)",
+            ),
         }
         if let Some(d) = env.get("LITELLM_UI_SESSION_DURATION") {
             match parse_duration(&d) {
@@ -113,7 +129,9 @@ impl SsoLayerBuilder {
             b = b.logout_url(u);
         }
         let mut policy = AccessPolicy {
-            allowed_email_domains: AccessPolicy::parse_domains(&env.get("ALLOWED_EMAIL_DOMAINS").unwrap_or_default()),
+            allowed_email_domains: AccessPolicy::parse_domains(
+                &env.get("ALLOWED_EMAIL_DOMAINS").unwrap_or_default(),
+            ),
             proxy_admin_id: env.get("PROXY_ADMIN_ID"),
             ..AccessPolicy::default()
         };
@@ -146,7 +164,10 @@ impl SsoLayerBuilder {
         if let Some(id) = env.get("GOOGLE_CLIENT_ID") {
             match env.get("GOOGLE_CLIENT_SECRET") {
                 Some(secret) => b = b.provider(Provider::google(id, secret)),
-                None => env.bad("GOOGLE_CLIENT_SECRET", "is not set (required with GOOGLE_CLIENT_ID)"),
+                None => env.bad(
+                    "GOOGLE_CLIENT_SECRET",
+                    "is not set (required with GOOGLE_CLIENT_ID)",
+                ),
             }
         }
         if let Some(id) = env.get("MICROSOFT_CLIENT_ID") {
@@ -165,19 +186,34 @@ impl SsoLayerBuilder {
                     }
                     let mut claims = p.claims.clone();
                     override_attr(&env, "MICROSOFT_USER_EMAIL_ATTRIBUTE", &mut claims.email);
-                    override_attr(&env, "MICROSOFT_USER_DISPLAY_NAME_ATTRIBUTE", &mut claims.display_name);
+                    override_attr(
+                        &env,
+                        "MICROSOFT_USER_DISPLAY_NAME_ATTRIBUTE",
+                        &mut claims.display_name,
+                    );
                     override_attr(&env, "MICROSOFT_USER_ID_ATTRIBUTE", &mut claims.user_id);
-                    override_attr(&env, "MICROSOFT_USER_FIRST_NAME_ATTRIBUTE", &mut claims.first_name);
-                    override_attr(&env, "MICROSOFT_USER_LAST_NAME_ATTRIBUTE", &mut claims.last_name);
+                    override_attr(
+                        &env,
+                        "MICROSOFT_USER_FIRST_NAME_ATTRIBUTE",
+                        &mut claims.first_name,
+                    );
+                    override_attr(
+                        &env,
+                        "MICROSOFT_USER_LAST_NAME_ATTRIBUTE",
+                        &mut claims.last_name,
+                    );
                     b = b.provider(p.claims(claims));
                 }
-                None => env.bad("MICROSOFT_CLIENT_SECRET", "is not set (required with MICROSOFT_CLIENT_ID)"),
+                None => env.bad(
+                    "MICROSOFT_CLIENT_SECRET",
+                    "is not set (required with MICROSOFT_CLIENT_ID)",
+                ),
             }
         }
-        if let Some(id) = env.get("GENERIC_CLIENT_ID") {
-            if let Some(p) = generic_from_env(&mut env, id) {
-                b = b.provider(p);
-            }
+        if let Some(id) = env.get("GENERIC_CLIENT_ID")
+            && let Some(p) = generic_from_env(&mut env, id)
+        {
+            b = b.provider(p);
         }
 
         let mut b = b;
@@ -192,7 +228,10 @@ fn override_attr<F: Fn(&str) -> Option<String>>(env: &Env<F>, name: &str, slot: 
     }
 }
 
-fn generic_from_env<F: Fn(&str) -> Option<String>>(env: &mut Env<F>, id: String) -> Option<Provider> {
+fn generic_from_env<F: Fn(&str) -> Option<String>>(
+    env: &mut Env<F>,
+    id: String,
+) -> Option<Provider> {
     let secret = env.get("GENERIC_CLIENT_SECRET");
     let issuer = env.get("GENERIC_ISSUER");
     let mut p = match &issuer {
@@ -219,7 +258,12 @@ fn generic_from_env<F: Fn(&str) -> Option<String>>(env: &mut Env<F>, id: String)
         p = p.jwks_uri(u);
     }
     if let Some(scope) = env.get("GENERIC_SCOPE") {
-        p = p.scopes(scope.split_whitespace().map(str::to_owned).collect::<Vec<_>>());
+        p = p.scopes(
+            scope
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+        );
     }
     if env.flag("GENERIC_INCLUDE_CLIENT_ID", false) {
         p = p.client_auth(ClientAuthMethod::Post);
@@ -234,17 +278,35 @@ fn generic_from_env<F: Fn(&str) -> Option<String>>(env: &mut Env<F>, id: String)
             // Split at the first '=' only: values such as base64 may contain '='.
             match item.split_once('=') {
                 Some((k, v)) if !k.trim().is_empty() => p = p.token_header(k.trim(), v.trim()),
-                _ => env.bad("GENERIC_SSO_HEADERS", format!("entry {:?} is not NAME=VALUE", item.split('=').next().unwrap_or(""))),
+                _ => env.bad(
+                    "GENERIC_SSO_HEADERS",
+                    format!(
+                        "entry {:?} is not NAME=VALUE",
+                        item.split('=').next().unwrap_or("")
+                    ),
+                ),
             }
         }
     }
 
     let mut claims = ClaimMapping::default();
     override_attr(env, "GENERIC_USER_ID_ATTRIBUTE", &mut claims.user_id);
-    override_attr(env, "GENERIC_USER_DISPLAY_NAME_ATTRIBUTE", &mut claims.display_name);
+    override_attr(
+        env,
+        "GENERIC_USER_DISPLAY_NAME_ATTRIBUTE",
+        &mut claims.display_name,
+    );
     override_attr(env, "GENERIC_USER_EMAIL_ATTRIBUTE", &mut claims.email);
-    override_attr(env, "GENERIC_USER_FIRST_NAME_ATTRIBUTE", &mut claims.first_name);
-    override_attr(env, "GENERIC_USER_LAST_NAME_ATTRIBUTE", &mut claims.last_name);
+    override_attr(
+        env,
+        "GENERIC_USER_FIRST_NAME_ATTRIBUTE",
+        &mut claims.first_name,
+    );
+    override_attr(
+        env,
+        "GENERIC_USER_LAST_NAME_ATTRIBUTE",
+        &mut claims.last_name,
+    );
     override_attr(env, "GENERIC_USER_PROVIDER_ATTRIBUTE", &mut claims.provider);
     override_attr(env, "GENERIC_USER_ROLE_ATTRIBUTE", &mut claims.role);
     claims.extra = env.list("GENERIC_USER_EXTRA_ATTRIBUTES");
@@ -254,18 +316,31 @@ fn generic_from_env<F: Fn(&str) -> Option<String>>(env: &mut Env<F>, id: String)
     let default_role = env.role("GENERIC_ROLE_MAPPINGS_DEFAULT_ROLE");
     match (roles, group_claim) {
         (Some(text), Some(group_claim)) => match parse_role_map(&text) {
-            Ok(roles) => claims.role_mappings = Some(RoleMappings { group_claim, default_role, roles }),
+            Ok(roles) => {
+                claims.role_mappings = Some(RoleMappings {
+                    group_claim,
+                    default_role,
+                    roles,
+                })
+            }
             Err(e) => env.bad("GENERIC_ROLE_MAPPINGS_ROLES", e),
         },
-        (Some(_), None) => env.bad("GENERIC_ROLE_MAPPINGS_GROUP_CLAIM", "is not set (required with GENERIC_ROLE_MAPPINGS_ROLES)"),
-        (None, Some(_)) => env.bad("GENERIC_ROLE_MAPPINGS_ROLES", "is not set (required with GENERIC_ROLE_MAPPINGS_GROUP_CLAIM)"),
+        (Some(_), None) => env.bad(
+            "GENERIC_ROLE_MAPPINGS_GROUP_CLAIM",
+            "is not set (required with GENERIC_ROLE_MAPPINGS_ROLES)",
+        ),
+        (None, Some(_)) => env.bad(
+            "GENERIC_ROLE_MAPPINGS_ROLES",
+            "is not set (required with GENERIC_ROLE_MAPPINGS_GROUP_CLAIM)",
+        ),
         (None, None) => {}
     }
     Some(p.claims(claims))
 }
 
 fn parse_user_defaults(json: &str) -> Result<NewUserDefaults, String> {
-    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("is not valid JSON ({e})"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("is not valid JSON ({e})"))?;
     let obj = v.as_object().ok_or("must be a JSON object")?;
     let role = match obj.get("user_role").and_then(|r| r.as_str()) {
         Some(r) => Some(r.parse::<UserRole>().map_err(|e| e.to_string())?),
@@ -274,24 +349,35 @@ fn parse_user_defaults(json: &str) -> Result<NewUserDefaults, String> {
     Ok(NewUserDefaults {
         role,
         max_budget: obj.get("max_budget").and_then(serde_json::Value::as_f64),
-        budget_duration: obj.get("budget_duration").and_then(|d| d.as_str()).map(str::to_owned),
+        budget_duration: obj
+            .get("budget_duration")
+            .and_then(|d| d.as_str())
+            .map(str::to_owned),
         models: string_list(obj.get("models")),
     })
 }
 
 fn parse_team_defaults(json: &str) -> Result<NewTeamDefaults, String> {
-    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("is not valid JSON ({e})"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("is not valid JSON ({e})"))?;
     let obj = v.as_object().ok_or("must be a JSON object")?;
     Ok(NewTeamDefaults {
         max_budget: obj.get("max_budget").and_then(serde_json::Value::as_f64),
-        budget_duration: obj.get("budget_duration").and_then(|d| d.as_str()).map(str::to_owned),
+        budget_duration: obj
+            .get("budget_duration")
+            .and_then(|d| d.as_str())
+            .map(str::to_owned),
         models: string_list(obj.get("models")),
     })
 }
 
 fn string_list(v: Option<&serde_json::Value>) -> Vec<String> {
     v.and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -301,7 +387,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn build(vars: &[(&str, &str)]) -> Result<SsoLayer, ConfigErrors> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         SsoLayerBuilder::from_env_vars(move |k| map.get(k).cloned()).build()
     }
 
@@ -319,7 +408,10 @@ mod tests {
             ("LITELLM_MASTER_KEY", "short"),
             ("LITELLM_UI_SESSION_DURATION", "forever"),
             ("GENERIC_CLIENT_ID", "x"),
-            ("GENERIC_ROLE_MAPPINGS_DEFAULT_ROLE", "internal_user_view_only"),
+            (
+                "GENERIC_ROLE_MAPPINGS_DEFAULT_ROLE",
+                "internal_user_view_only",
+            ),
             ("GENERIC_CLIENT_USE_PKCE", "maybe"),
             ("UI_ACCESS_MODE", "everyone-but-bob"),
         ])
@@ -337,7 +429,10 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
-        assert!(!text.contains("short"), "secret values never appear in errors");
+        assert!(
+            !text.contains("short"),
+            "secret values never appear in errors"
+        );
     }
 
     #[test]
@@ -348,7 +443,10 @@ mod tests {
             ("GENERIC_CLIENT_ID", "client"),
             ("GENERIC_CLIENT_SECRET", "secret"),
             ("GENERIC_ISSUER", "https://idp.example.com"),
-            ("GENERIC_SSO_HEADERS", "Authorization=Basic dXNlcjpwYXNz==, X-Custom=1"),
+            (
+                "GENERIC_SSO_HEADERS",
+                "Authorization=Basic dXNlcjpwYXNz==, X-Custom=1",
+            ),
             (
                 "GENERIC_ROLE_MAPPINGS_ROLES",
                 "{'proxy_admin': ['custom-admin-group'], 'internal_user': ['custom-user-group']}",
@@ -358,9 +456,18 @@ mod tests {
             ("SERVER_ROOT_PATH", "/litellm"),
         ])
         .unwrap();
-        assert_eq!(layer.callback_url(), "https://gateway.example.com/litellm/sso/callback");
+        assert_eq!(
+            layer.callback_url(),
+            "https://gateway.example.com/litellm/sso/callback"
+        );
         let p = &layer.shared.providers[0].config;
-        assert_eq!(p.extra_headers[0], ("Authorization".to_owned(), "Basic dXNlcjpwYXNz==".to_owned()));
+        assert_eq!(
+            p.extra_headers[0],
+            (
+                "Authorization".to_owned(),
+                "Basic dXNlcjpwYXNz==".to_owned()
+            )
+        );
         let rm = p.claims.role_mappings.as_ref().unwrap();
         assert_eq!(rm.group_claim, "custom-groups");
         assert_eq!(rm.default_role, Some(UserRole::InternalUserViewer));
@@ -373,13 +480,21 @@ mod tests {
             ("PROXY_BASE_URL", "https://gw.example.com"),
             ("LITELLM_MASTER_KEY", "sk-0123456789abcdef"),
             ("GENERIC_CLIENT_ID", "g"),
-            ("GENERIC_AUTHORIZATION_ENDPOINT", "https://idp.example.com/auth"),
+            (
+                "GENERIC_AUTHORIZATION_ENDPOINT",
+                "https://idp.example.com/auth",
+            ),
             ("GENERIC_TOKEN_ENDPOINT", "https://idp.example.com/token"),
             ("GOOGLE_CLIENT_ID", "goog"),
             ("GOOGLE_CLIENT_SECRET", "s"),
         ])
         .unwrap();
-        let names: Vec<&str> = layer.shared.providers.iter().map(|p| p.config.provider_name()).collect();
+        let names: Vec<&str> = layer
+            .shared
+            .providers
+            .iter()
+            .map(|p| p.config.provider_name())
+            .collect();
         assert_eq!(names, ["google", "generic"]);
     }
 }

@@ -23,14 +23,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Identity {
     type Rejection = MissingIdentity;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Identity>().cloned().ok_or(MissingIdentity)
+        parts
+            .extensions
+            .get::<Identity>()
+            .cloned()
+            .ok_or(MissingIdentity)
     }
 }
 
 impl<S: Send + Sync> axum_core::extract::OptionalFromRequestParts<S> for Identity {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
         Ok(parts.extensions.get::<Identity>().cloned())
     }
 }

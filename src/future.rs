@@ -12,7 +12,8 @@ use pin_project_lite::pin_project;
 use crate::body::ResponseBody;
 
 /// A boxed future answering one of the layer's own endpoints.
-pub(crate) type EndpointFuture = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send + 'static>>;
+pub(crate) type EndpointFuture =
+    Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send + 'static>>;
 
 pin_project! {
     /// The response future of [`SsoService`](crate::SsoService): the inner service's future for an
@@ -34,15 +35,23 @@ pin_project! {
 
 impl<F> ResponseFuture<F> {
     pub(crate) fn inner(future: F) -> Self {
-        Self { kind: Kind::Inner { future } }
+        Self {
+            kind: Kind::Inner { future },
+        }
     }
 
     pub(crate) fn endpoint(future: EndpointFuture) -> Self {
-        Self { kind: Kind::Endpoint { future } }
+        Self {
+            kind: Kind::Endpoint { future },
+        }
     }
 
     pub(crate) fn ready(response: Response<Full<Bytes>>) -> Self {
-        Self { kind: Kind::Ready { response: Some(response) } }
+        Self {
+            kind: Kind::Ready {
+                response: Some(response),
+            },
+        }
     }
 }
 

@@ -58,10 +58,10 @@ pub(crate) fn set_identity_headers(headers: &mut HeaderMap, identity: &Identity)
     if let Some(Ok(v)) = identity.email().map(HeaderValue::from_str) {
         headers.insert(FORWARDED_EMAIL, v);
     }
-    if !identity.team_ids().is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&identity.team_ids().join(",")) {
-            headers.insert(FORWARDED_GROUPS, v);
-        }
+    if !identity.team_ids().is_empty()
+        && let Ok(v) = HeaderValue::from_str(&identity.team_ids().join(","))
+    {
+        headers.insert(FORWARDED_GROUPS, v);
     }
     if let Some(Ok(v)) = identity.display_name().map(HeaderValue::from_str) {
         headers.insert(FORWARDED_PREFERRED_USERNAME, v);

@@ -17,7 +17,10 @@ use crate::redirect::RedirectPolicy;
 use crate::runtime::ProviderRuntime;
 use crate::service::SsoService;
 use crate::session::{SessionCodec, SessionFields, derive_key};
-use crate::store::{MemoryUserStore, NewTeamDefaults, NewUserDefaults, StoreError, StoreRequest, StoreResponse, UserStore};
+use crate::store::{
+    MemoryUserStore, NewTeamDefaults, NewUserDefaults, StoreError, StoreRequest, StoreResponse,
+    UserStore,
+};
 
 /// The shortest session secret accepted, in bytes.
 pub(crate) const MIN_SECRET_LEN: usize = 16;
@@ -69,7 +72,15 @@ impl std::fmt::Debug for SsoLayer {
         f.debug_struct("SsoLayer")
             .field("base_url", &self.shared.base_url)
             .field("endpoints", &self.shared.paths.prefix)
-            .field("providers", &self.shared.providers.iter().map(|p| p.config.provider_name()).collect::<Vec<_>>())
+            .field(
+                "providers",
+                &self
+                    .shared
+                    .providers
+                    .iter()
+                    .map(|p| p.config.provider_name())
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -143,7 +154,10 @@ impl Shared {
     pub(crate) fn provider(&self, name: Option<&str>) -> Option<&ProviderRuntime> {
         match name {
             None | Some("") => self.providers.first(),
-            Some(n) => self.providers.iter().find(|p| p.config.provider_name() == n),
+            Some(n) => self
+                .providers
+                .iter()
+                .find(|p| p.config.provider_name() == n),
         }
     }
 }
@@ -179,7 +193,9 @@ pub struct SsoLayerBuilder {
 
 impl std::fmt::Debug for SsoLayerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SsoLayerBuilder").field("base_url", &self.base_url).finish_non_exhaustive()
+        f.debug_struct("SsoLayerBuilder")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -304,7 +320,8 @@ impl SsoLayerBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.redirect_domains.extend(domains.into_iter().map(Into::into));
+        self.redirect_domains
+            .extend(domains.into_iter().map(Into::into));
         self
     }
 
@@ -331,7 +348,11 @@ impl SsoLayerBuilder {
     /// The verifier cache (default: an in-process moka cache).
     pub fn verifier_cache<C>(mut self, cache: C) -> Self
     where
-        C: tower::Service<CacheRequest, Response = CacheResponse, Error = CacheError> + Clone + Send + Sync + 'static,
+        C: tower::Service<CacheRequest, Response = CacheResponse, Error = CacheError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         C::Future: Send + 'static,
     {
         self.cache = Some(BoxCloneSyncService::new(cache));
@@ -341,7 +362,11 @@ impl SsoLayerBuilder {
     /// The user store (default: in memory).
     pub fn user_store<U>(mut self, store: U) -> Self
     where
-        U: tower::Service<StoreRequest, Response = StoreResponse, Error = StoreError> + Clone + Send + Sync + 'static,
+        U: tower::Service<StoreRequest, Response = StoreResponse, Error = StoreError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         U::Future: Send + 'static,
     {
         self.store = Some(BoxCloneSyncService::new(store));
@@ -352,7 +377,11 @@ impl SsoLayerBuilder {
     /// timeouts, no redirects and a body size cap).
     pub fn http_client<H>(mut self, client: H) -> Self
     where
-        H: tower::Service<HttpRequest, Response = HttpResponse, Error = HttpError> + Clone + Send + Sync + 'static,
+        H: tower::Service<HttpRequest, Response = HttpResponse, Error = HttpError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         H::Future: Send + 'static,
     {
         self.http = Some(BoxCloneSyncService::new(client));
@@ -382,11 +411,21 @@ impl SsoLayerBuilder {
             }
             Some(raw) => match url::Url::parse(raw) {
                 Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-                    p.add("base_url (PROXY_BASE_URL)", format!("{raw:?} must be an http or https URL"));
+                    p.add(
+                        "base_url (PROXY_BASE_URL)",
+                        format!("{raw:?} must be an http or https URL"),
+                    );
                     None
                 }
-                Ok(u) if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() => {
-                    p.add("base_url (PROXY_BASE_URL)", format!("{raw:?} must not carry credentials, a query or a fragment"));
+                Ok(u)
+                    if u.query().is_some()
+                        || u.fragment().is_some()
+                        || !u.username().is_empty() =>
+                {
+                    p.add(
+                        "base_url (PROXY_BASE_URL)",
+                        format!("{raw:?} must not carry credentials, a query or a fragment"),
+                    );
                     None
                 }
                 Ok(u) if u.host_str().is_none_or(str::is_empty) => {
@@ -395,7 +434,10 @@ impl SsoLayerBuilder {
                 }
                 Ok(u) => Some(u),
                 Err(e) => {
-                    p.add("base_url (PROXY_BASE_URL)", format!("{raw:?} is not a valid URL ({e})"));
+                    p.add(
+                        "base_url (PROXY_BASE_URL)",
+                        format!("{raw:?} is not a valid URL ({e})"),
+                    );
                     None
                 }
             },
@@ -405,18 +447,34 @@ impl SsoLayerBuilder {
             None => p.add("session_secret (LITELLM_MASTER_KEY)", "is not set"),
             Some(s) if s.len() < MIN_SECRET_LEN => p.add(
                 "session_secret (LITELLM_MASTER_KEY)",
-                format!("is {} bytes long; use at least {MIN_SECRET_LEN} random bytes", s.len()),
+                format!(
+                    "is {} bytes long; use at least {MIN_SECRET_LEN} random bytes",
+                    s.len()
+                ),
             ),
             Some(_) => {}
         }
 
-        let session_duration = self.session_duration.unwrap_or(Duration::from_secs(24 * 3600));
+        let session_duration = self
+            .session_duration
+            .unwrap_or(Duration::from_secs(24 * 3600));
         if session_duration.as_secs() == 0 {
-            p.add("session_duration (LITELLM_UI_SESSION_DURATION)", "must be at least one second");
+            p.add(
+                "session_duration (LITELLM_UI_SESSION_DURATION)",
+                "must be at least one second",
+            );
         }
 
-        let root_path = normalise_prefix(self.root_path.as_deref().unwrap_or(""), "root_path (SERVER_ROOT_PATH)", &mut p);
-        let prefix = normalise_prefix(self.prefix.as_deref().unwrap_or("/sso"), "endpoint_prefix", &mut p);
+        let root_path = normalise_prefix(
+            self.root_path.as_deref().unwrap_or(""),
+            "root_path (SERVER_ROOT_PATH)",
+            &mut p,
+        );
+        let prefix = normalise_prefix(
+            self.prefix.as_deref().unwrap_or("/sso"),
+            "endpoint_prefix",
+            &mut p,
+        );
         if prefix.is_empty() {
             p.add("endpoint_prefix", "must not be empty");
         }
@@ -433,18 +491,30 @@ impl SsoLayerBuilder {
         for provider in &self.providers {
             provider.validate(&mut p);
             if !names.insert(provider.provider_name().to_owned()) {
-                p.add(format!("provider {:?}", provider.provider_name()), "two providers have this name; give each a distinct name()");
+                p.add(
+                    format!("provider {:?}", provider.provider_name()),
+                    "two providers have this name; give each a distinct name()",
+                );
             }
         }
 
-        let ui_path = self.ui_path.clone().unwrap_or_else(|| "/ui/?login=success".to_owned());
+        let ui_path = self
+            .ui_path
+            .clone()
+            .unwrap_or_else(|| "/ui/?login=success".to_owned());
         if !ui_path.starts_with('/') || ui_path.starts_with("//") {
-            p.add("ui_path", format!("{ui_path:?} must be a path starting with a single '/'"));
+            p.add(
+                "ui_path",
+                format!("{ui_path:?} must be a path starting with a single '/'"),
+            );
         }
         if let Some(l) = &self.logout_url {
             match url::Url::parse(l) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-                _ => p.add("logout_url (PROXY_LOGOUT_URL)", format!("{l:?} must be an absolute http(s) URL")),
+                _ => p.add(
+                    "logout_url (PROXY_LOGOUT_URL)",
+                    format!("{l:?} must be an absolute http(s) URL"),
+                ),
             }
         }
 
@@ -472,7 +542,9 @@ impl SsoLayerBuilder {
             clock.clone(),
             self.remembered_sessions.unwrap_or(100_000),
         );
-        let http = self.http.unwrap_or_else(|| crate::http::default_client(&self.http_config));
+        let http = self
+            .http
+            .unwrap_or_else(|| crate::http::default_client(&self.http_config));
         let providers = self
             .providers
             .into_iter()
@@ -481,7 +553,9 @@ impl SsoLayerBuilder {
         let shared = Shared {
             base_url: base,
             root_path,
-            paths: EndpointPaths { prefix: endpoint_prefix },
+            paths: EndpointPaths {
+                prefix: endpoint_prefix,
+            },
             callback_url,
             ui_url,
             cookie: CookieSettings {
@@ -500,11 +574,17 @@ impl SsoLayerBuilder {
             team_defaults: self.team_defaults,
             identity_headers: self.identity_headers,
             logout_url: self.logout_url,
-            cache: self.cache.unwrap_or_else(|| BoxCloneSyncService::new(MokaVerifierCache::default())),
-            store: self.store.unwrap_or_else(|| BoxCloneSyncService::new(MemoryUserStore::default())),
+            cache: self
+                .cache
+                .unwrap_or_else(|| BoxCloneSyncService::new(MokaVerifierCache::default())),
+            store: self
+                .store
+                .unwrap_or_else(|| BoxCloneSyncService::new(MemoryUserStore::default())),
             clock,
         };
-        Ok(SsoLayer { shared: Arc::new(shared) })
+        Ok(SsoLayer {
+            shared: Arc::new(shared),
+        })
     }
 }
 
@@ -514,9 +594,16 @@ fn normalise_prefix(raw: &str, setting: &str, p: &mut Problems) -> String {
     if t.is_empty() {
         return String::new();
     }
-    let with_slash = if t.starts_with('/') { t.to_owned() } else { format!("/{t}") };
+    let with_slash = if t.starts_with('/') {
+        t.to_owned()
+    } else {
+        format!("/{t}")
+    };
     if !is_plain(&with_slash) {
-        p.add(setting, format!("{raw:?} must be a plain path like /litellm"));
+        p.add(
+            setting,
+            format!("{raw:?} must be a plain path like /litellm"),
+        );
     }
     with_slash
 }

@@ -59,7 +59,12 @@ pub struct Provider {
 }
 
 impl Provider {
-    fn base(name: &str, kind: ProviderKind, client_id: String, client_secret: Option<String>) -> Self {
+    fn base(
+        name: &str,
+        kind: ProviderKind,
+        client_id: String,
+        client_secret: Option<String>,
+    ) -> Self {
         Self {
             name: name.to_owned(),
             kind,
@@ -82,8 +87,17 @@ impl Provider {
 
     /// An OpenID Connect provider found by discovery: endpoints and keys come from
     /// `{issuer}/.well-known/openid-configuration`, whose `issuer` must equal `issuer`.
-    pub fn oidc(issuer: impl Into<String>, client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
-        let mut p = Self::base("generic", ProviderKind::Generic, client_id.into(), Some(client_secret.into()));
+    pub fn oidc(
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        let mut p = Self::base(
+            "generic",
+            ProviderKind::Generic,
+            client_id.into(),
+            Some(client_secret.into()),
+        );
         p.issuer = Some(issuer.into());
         p
     }
@@ -92,12 +106,22 @@ impl Provider {
     /// [`authorization_endpoint`](Self::authorization_endpoint), [`token_endpoint`](Self::token_endpoint),
     /// [`userinfo_endpoint`](Self::userinfo_endpoint) and, to verify id_tokens, [`jwks_uri`](Self::jwks_uri)).
     pub fn generic(client_id: impl Into<String>, client_secret: Option<String>) -> Self {
-        Self::base("generic", ProviderKind::Generic, client_id.into(), client_secret)
+        Self::base(
+            "generic",
+            ProviderKind::Generic,
+            client_id.into(),
+            client_secret,
+        )
     }
 
     /// Google (discovery from `https://accounts.google.com`), with Google's claim names.
     pub fn google(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
-        let mut p = Self::base("google", ProviderKind::Google, client_id.into(), Some(client_secret.into()));
+        let mut p = Self::base(
+            "google",
+            ProviderKind::Google,
+            client_id.into(),
+            Some(client_secret.into()),
+        );
         p.issuer = Some("https://accounts.google.com".into());
         p.claims = ClaimMapping {
             user_id: "sub".into(),
@@ -112,9 +136,18 @@ impl Provider {
 
     /// Microsoft Entra ID for `tenant` (`common` when `None`), with LiteLLM's endpoints and Graph
     /// claim names (`MICROSOFT_USER_*_ATTRIBUTE` defaults). The profile comes from Graph `/me`.
-    pub fn microsoft(client_id: impl Into<String>, client_secret: impl Into<String>, tenant: Option<&str>) -> Self {
+    pub fn microsoft(
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+        tenant: Option<&str>,
+    ) -> Self {
         let tenant = tenant.filter(|t| !t.is_empty()).unwrap_or("common");
-        let mut p = Self::base("microsoft", ProviderKind::Microsoft, client_id.into(), Some(client_secret.into()));
+        let mut p = Self::base(
+            "microsoft",
+            ProviderKind::Microsoft,
+            client_id.into(),
+            Some(client_secret.into()),
+        );
         let base = format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0");
         p.authorization_endpoint = Some(format!("{base}/authorize"));
         p.token_endpoint = Some(format!("{base}/token"));
@@ -228,8 +261,16 @@ impl Provider {
 
     pub(crate) fn validate(&self, p: &mut Problems) {
         let who = format!("provider {:?}", self.name);
-        if self.name.is_empty() || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            p.add(&who, "name must be non-empty and use only letters, digits, '-' and '_'");
+        if self.name.is_empty()
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            p.add(
+                &who,
+                "name must be non-empty and use only letters, digits, '-' and '_'",
+            );
         }
         if self.client_id.trim().is_empty() {
             p.add(&who, "client id is empty");
@@ -240,7 +281,10 @@ impl Provider {
             }
         } else {
             if self.authorization_endpoint.is_none() {
-                p.add(&who, "needs an issuer (discovery) or an authorization endpoint");
+                p.add(
+                    &who,
+                    "needs an issuer (discovery) or an authorization endpoint",
+                );
             }
             if self.token_endpoint.is_none() {
                 p.add(&who, "needs an issuer (discovery) or a token endpoint");
@@ -253,10 +297,10 @@ impl Provider {
             ("jwks uri", &self.jwks_uri),
             ("end-session endpoint", &self.end_session_endpoint),
         ] {
-            if let Some(u) = url {
-                if let Err(e) = check_idp_url(u) {
-                    p.add(&who, format!("{what} {e}"));
-                }
+            if let Some(u) = url
+                && let Err(e) = check_idp_url(u)
+            {
+                p.add(&who, format!("{what} {e}"));
             }
         }
         if !self.scopes.iter().any(|s| s == "openid") && self.kind != ProviderKind::Microsoft {
@@ -264,10 +308,16 @@ impl Provider {
         }
         for (name, value) in &self.extra_headers {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                p.add(&who, format!("token header name {name:?} is not a valid header name"));
+                p.add(
+                    &who,
+                    format!("token header name {name:?} is not a valid header name"),
+                );
             }
             if http::HeaderValue::from_str(value).is_err() {
-                p.add(&who, format!("token header {name:?} has a value that is not a valid header value"));
+                p.add(
+                    &who,
+                    format!("token header {name:?} has a value that is not a valid header value"),
+                );
             }
         }
         if self.jwks_uri.is_some() && self.issuer.is_none() {

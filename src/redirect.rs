@@ -241,7 +241,9 @@ fn path_is_safe(bytes: &[u8]) -> bool {
     }
     let segments: Vec<&[u8]> = bytes.split(|&b| b == b'/').skip(1).collect();
     let inner = segments.len().saturating_sub(1);
-    !segments[..inner].iter().any(|seg| matches!(*seg, b"" | b"." | b".."))
+    !segments[..inner]
+        .iter()
+        .any(|seg| matches!(*seg, b"" | b"." | b".."))
 }
 
 #[cfg(test)]

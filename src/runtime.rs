@@ -32,7 +32,12 @@ pub(crate) struct ProviderRuntime {
 
 impl ProviderRuntime {
     pub(crate) fn new(config: Provider, http: HttpClient, clock: Clock) -> Self {
-        Self { config, http, clock, resolved: OnceCell::new() }
+        Self {
+            config,
+            http,
+            clock,
+            resolved: OnceCell::new(),
+        }
     }
 
     pub(crate) fn http(&self) -> &HttpClient {
@@ -41,31 +46,54 @@ impl ProviderRuntime {
 
     /// The endpoints, running discovery the first time (a failed discovery is retried next time).
     pub(crate) async fn resolve(&self) -> Result<Arc<Resolved>, SsoError> {
-        self.resolved.get_or_try_init(|| self.build()).await.cloned()
+        self.resolved
+            .get_or_try_init(|| self.build())
+            .await
+            .cloned()
     }
 
     async fn build(&self) -> Result<Arc<Resolved>, SsoError> {
         let c = &self.config;
         let meta = match &c.issuer {
-            Some(issuer) if c.authorization_endpoint.is_none() || c.token_endpoint.is_none() || c.jwks_uri.is_none() => {
+            Some(issuer)
+                if c.authorization_endpoint.is_none()
+                    || c.token_endpoint.is_none()
+                    || c.jwks_uri.is_none() =>
+            {
                 Some(discover(&self.http, issuer).await.inspect_err(|e| {
                     tracing::warn!(provider = %c.name, error = %e, "OpenID discovery failed");
                 })?)
             }
             _ => None,
         };
-        let pick = |explicit: &Option<String>, found: Option<&String>| explicit.clone().or_else(|| found.cloned());
-        let authorization_endpoint = pick(&c.authorization_endpoint, meta.as_ref().map(|m| &m.authorization_endpoint))
-            .ok_or_else(|| SsoError::unavailable("identity provider has no authorization endpoint"))?;
+        let pick = |explicit: &Option<String>, found: Option<&String>| {
+            explicit.clone().or_else(|| found.cloned())
+        };
+        let authorization_endpoint = pick(
+            &c.authorization_endpoint,
+            meta.as_ref().map(|m| &m.authorization_endpoint),
+        )
+        .ok_or_else(|| SsoError::unavailable("identity provider has no authorization endpoint"))?;
         let token_endpoint = pick(&c.token_endpoint, meta.as_ref().map(|m| &m.token_endpoint))
             .ok_or_else(|| SsoError::unavailable("identity provider has no token endpoint"))?;
-        let userinfo_endpoint = pick(&c.userinfo_endpoint, meta.as_ref().and_then(|m| m.userinfo_endpoint.as_ref()));
-        let end_session_endpoint = pick(&c.end_session_endpoint, meta.as_ref().and_then(|m| m.end_session_endpoint.as_ref()));
+        let userinfo_endpoint = pick(
+            &c.userinfo_endpoint,
+            meta.as_ref().and_then(|m| m.userinfo_endpoint.as_ref()),
+        );
+        let end_session_endpoint = pick(
+            &c.end_session_endpoint,
+            meta.as_ref().and_then(|m| m.end_session_endpoint.as_ref()),
+        );
         let jwks_uri = pick(&c.jwks_uri, meta.as_ref().and_then(|m| m.jwks_uri.as_ref()));
         // Endpoints learned by discovery obey the same rule as configured ones.
-        for url in [Some(&authorization_endpoint), Some(&token_endpoint), userinfo_endpoint.as_ref(), jwks_uri.as_ref()]
-            .into_iter()
-            .flatten()
+        for url in [
+            Some(&authorization_endpoint),
+            Some(&token_endpoint),
+            userinfo_endpoint.as_ref(),
+            jwks_uri.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
         {
             crate::config::check_idp_url(url).map_err(|e| {
                 tracing::warn!(provider = %c.name, problem = %e, "identity provider endpoint refused");
@@ -73,7 +101,9 @@ impl ProviderRuntime {
             })?;
         }
         let jwks = match (&c.issuer, jwks_uri) {
-            (Some(_), Some(uri)) => Some(JwksCache::new(self.http.clone(), uri, self.clock.clone())),
+            (Some(_), Some(uri)) => {
+                Some(JwksCache::new(self.http.clone(), uri, self.clock.clone()))
+            }
             _ => None,
         };
         Ok(Arc::new(Resolved {
@@ -82,7 +112,9 @@ impl ProviderRuntime {
             token_endpoint,
             userinfo_endpoint,
             end_session_endpoint,
-            iss_parameter_supported: meta.as_ref().is_some_and(|m| m.authorization_response_iss_parameter_supported),
+            iss_parameter_supported: meta
+                .as_ref()
+                .is_some_and(|m| m.authorization_response_iss_parameter_supported),
             jwks,
         }))
     }

@@ -74,7 +74,11 @@ where
         // 1. The layer's own endpoints: answered here, never forwarded.
         if let Some(endpoint) = endpoints::route(&self.shared, req.method(), req.uri().path()) {
             let (parts, _body) = req.into_parts();
-            return ResponseFuture::endpoint(endpoints::handle(self.shared.clone(), endpoint, parts));
+            return ResponseFuture::endpoint(endpoints::handle(
+                self.shared.clone(),
+                endpoint,
+                parts,
+            ));
         }
 
         // 2. Public paths go straight through.

@@ -373,12 +373,11 @@ pub(crate) fn token_from_headers<'a>(
     cookie_name: &str,
 ) -> Option<&'a str> {
     for value in headers.get_all(http::header::COOKIE) {
-        if let Ok(s) = value.to_str() {
-            if let Some(v) = find_cookie(s, cookie_name) {
-                if !v.is_empty() {
-                    return Some(v);
-                }
-            }
+        if let Ok(s) = value.to_str()
+            && let Some(v) = find_cookie(s, cookie_name)
+            && !v.is_empty()
+        {
+            return Some(v);
         }
     }
     let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;

@@ -9,7 +9,10 @@ use tower_sso::session::MAX_TOKEN_LEN;
 use tower_sso::{SsoLayer, UserRole};
 
 fn layer() -> SsoLayer {
-    builder().public_paths(["/health", "/static/*"]).build().expect("valid config")
+    builder()
+        .public_paths(["/health", "/static/*"])
+        .build()
+        .expect("valid config")
 }
 
 #[tokio::test]
@@ -18,7 +21,14 @@ async fn valid_session_cookie_reaches_inner_service_with_identity() {
     let up = Upstream::default();
     let app = up.behind(&layer);
     let token = token_for(&layer, alice());
-    let res = send(&app, get("/whoami", &[("cookie", &format!("theme=dark; token={token}; other=1"))])).await;
+    let res = send(
+        &app,
+        get(
+            "/whoami",
+            &[("cookie", &format!("theme=dark; token={token}; other=1"))],
+        ),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     let v = json_body(res).await;
     let id = &v["identity"];
@@ -39,7 +49,14 @@ async fn bearer_header_is_accepted_too() {
     let up = Upstream::default();
     let app = up.behind(&layer);
     let token = token_for(&layer, alice());
-    let res = send(&app, get("/api/models", &[("authorization", &format!("Bearer {token}"))])).await;
+    let res = send(
+        &app,
+        get(
+            "/api/models",
+            &[("authorization", &format!("Bearer {token}"))],
+        ),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(json_body(res).await["identity"]["user_id"], "alice");
 }
@@ -51,7 +68,10 @@ async fn every_kind_of_bad_token_gets_401_json_and_never_reaches_the_app() {
     let up = Upstream::default();
     let app = up.behind(&layer);
     let good = token_for(&layer, alice());
-    let other_secret = builder().session_secret("a-completely-different-secret-value").build().unwrap();
+    let other_secret = builder()
+        .session_secret("a-completely-different-secret-value")
+        .build()
+        .unwrap();
     let foreign = token_for(&other_secret, alice());
     let parts: Vec<&str> = good.split('.').collect();
     let none_alg = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", parts[1]);
@@ -68,18 +88,41 @@ async fn every_kind_of_bad_token_gets_401_json_and_never_reaches_the_app() {
         ("empty segments", "..".to_owned()),
     ];
     for (what, token) in cases {
-        let res = send(&app, get("/whoami", &[("authorization", &format!("Bearer {token}"))])).await;
+        let res = send(
+            &app,
+            get("/whoami", &[("authorization", &format!("Bearer {token}"))]),
+        )
+        .await;
         let msg = assert_401_json(res).await;
         assert!(!msg.contains(&token), "{what}: message echoes the token");
-        let res = send(&app, get("/whoami", &[("cookie", &format!("token={token}"))])).await;
+        let res = send(
+            &app,
+            get("/whoami", &[("cookie", &format!("token={token}"))]),
+        )
+        .await;
         assert_401_json(res).await;
     }
     // No token at all.
     assert_401_json(send(&app, get("/whoami", &[])).await).await;
     // Expired: valid yesterday, refused today (even though it was verified and remembered).
-    assert_eq!(send(&app, get("/whoami", &[("cookie", &format!("token={good}"))])).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(
+            &app,
+            get("/whoami", &[("cookie", &format!("token={good}"))])
+        )
+        .await
+        .status(),
+        StatusCode::OK
+    );
     clock.advance(24 * 3600 + 1);
-    let msg = assert_401_json(send(&app, get("/whoami", &[("cookie", &format!("token={good}"))])).await).await;
+    let msg = assert_401_json(
+        send(
+            &app,
+            get("/whoami", &[("cookie", &format!("token={good}"))]),
+        )
+        .await,
+    )
+    .await;
     assert!(msg.contains("expired"), "{msg}");
     assert_eq!(up.calls(), 1);
 }
@@ -89,10 +132,20 @@ async fn browsers_are_sent_to_login_remembering_where_they_were_going() {
     let layer = layer();
     let up = Upstream::default();
     let app = up.behind(&layer);
-    let res = send(&app, get("/admin/keys?page=2&sort=name", &[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")])).await;
+    let res = send(
+        &app,
+        get(
+            "/admin/keys?page=2&sort=name",
+            &[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")],
+        ),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let loc = location(&res);
-    assert_eq!(loc, "/sso/key/generate?return_to=/admin/keys%3Fpage%3D2%26sort%3Dname");
+    assert_eq!(
+        loc,
+        "/sso/key/generate?return_to=/admin/keys%3Fpage%3D2%26sort%3Dname"
+    );
     // API clients, and browsers POSTing, get 401 instead.
     assert_401_json(send(&app, get("/admin/keys", &[("accept", "application/json")])).await).await;
     assert_eq!(up.calls(), 0);
@@ -106,7 +159,10 @@ async fn public_paths_pass_without_a_session() {
     let res = send(&app, get("/health", &[])).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(json_body(res).await["identity"].is_null());
-    assert_eq!(send(&app, get("/static/app.js?v=1", &[])).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&app, get("/static/app.js?v=1", &[])).await.status(),
+        StatusCode::OK
+    );
     // The query never makes a path public.
     assert_401_json(send(&app, get("/whoami?/health", &[])).await).await;
     assert_401_json(send(&app, get("/whoami?x=/static/a", &[])).await).await;
@@ -190,7 +246,11 @@ async fn sso_paths_are_answered_by_the_layer_never_forwarded() {
     assert_401_json(send(&app, get("/sso/get/ui_settings", &[])).await).await;
     assert_401_json(send(&app, get("/sso/readiness", &[])).await).await;
     let token = token_for(&layer, alice());
-    let res = send(&app, get("/sso/readiness", &[("cookie", &format!("token={token}"))])).await;
+    let res = send(
+        &app,
+        get("/sso/readiness", &[("cookie", &format!("token={token}"))]),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     let v = json_body(res).await;
     assert_eq!(v["sso_configured"], false);
@@ -204,10 +264,19 @@ async fn logout_revokes_the_session_and_clears_the_cookie() {
     let app = up.behind(&layer);
     let token = token_for(&layer, alice());
     let cookie = format!("token={token}");
-    assert_eq!(send(&app, get("/whoami", &[("cookie", &cookie)])).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&app, get("/whoami", &[("cookie", &cookie)]))
+            .await
+            .status(),
+        StatusCode::OK
+    );
     let res = send(&app, get("/sso/logout", &[("cookie", &cookie)])).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert!(set_cookies(&res).iter().any(|c| c.starts_with("token=;") && c.contains("Max-Age=0")));
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .any(|c| c.starts_with("token=;") && c.contains("Max-Age=0"))
+    );
     let msg = assert_401_json(send(&app, get("/whoami", &[("cookie", &cookie)])).await).await;
     assert!(msg.contains("revoked"), "{msg}");
 }
@@ -223,12 +292,22 @@ async fn build_reports_every_problem_at_once() {
         .build()
         .unwrap_err();
     let text = err.to_string();
-    for needle in ["base_url", "session_secret", "public_paths", "root_path", "client id", "authorization endpoint"] {
+    for needle in [
+        "base_url",
+        "session_secret",
+        "public_paths",
+        "root_path",
+        "client id",
+        "authorization endpoint",
+    ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
     assert!(err.errors().len() >= 6, "{text}");
     let missing = SsoLayer::builder().build().unwrap_err();
-    assert!(missing.mentions("base_url (PROXY_BASE_URL)") && missing.mentions("session_secret (LITELLM_MASTER_KEY)"));
+    assert!(
+        missing.mentions("base_url (PROXY_BASE_URL)")
+            && missing.mentions("session_secret (LITELLM_MASTER_KEY)")
+    );
 }
 
 #[tokio::test]
@@ -238,10 +317,16 @@ async fn session_cookie_attributes() {
     let layer = builder().build().unwrap();
     let (token, identity) = layer
         .sessions()
-        .issue(tower_sso::session::NewSession { role: UserRole::ProxyAdmin, ..alice() })
+        .issue(tower_sso::session::NewSession {
+            role: UserRole::ProxyAdmin,
+            ..alice()
+        })
         .unwrap();
     assert_eq!(identity.role(), UserRole::ProxyAdmin);
-    assert_eq!(layer.sessions().verify(&token).unwrap().role(), UserRole::ProxyAdmin);
+    assert_eq!(
+        layer.sessions().verify(&token).unwrap().role(),
+        UserRole::ProxyAdmin
+    );
     assert_eq!(header::SET_COOKIE, "set-cookie");
 }
 
@@ -251,19 +336,43 @@ async fn works_as_an_axum_layer_with_the_extractor() {
     let layer = layer();
     let token = token_for(&layer, alice());
     let app: Router = Router::new()
-        .route("/whoami", aget(|id: tower_sso::Identity| async move { id.user_id().to_owned() }))
-        .route("/health", aget(|id: Option<tower_sso::Identity>| async move { format!("{}", id.is_some()) }))
+        .route(
+            "/whoami",
+            aget(|id: tower_sso::Identity| async move { id.user_id().to_owned() }),
+        )
+        .route(
+            "/health",
+            aget(|id: Option<tower_sso::Identity>| async move { format!("{}", id.is_some()) }),
+        )
         .layer(layer);
     use tower::ServiceExt;
     let res = app
         .clone()
-        .oneshot(http::Request::get("/whoami").header("cookie", format!("token={token}")).body(axum::body::Body::empty()).unwrap())
+        .oneshot(
+            http::Request::get("/whoami")
+                .header("cookie", format!("token={token}"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
     assert_eq!(&body[..], b"alice");
-    let res = app.oneshot(http::Request::get("/health").body(axum::body::Body::empty()).unwrap()).await.unwrap();
-    let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+    let res = app
+        .oneshot(
+            http::Request::get("/health")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
     assert_eq!(&body[..], b"false");
 }

@@ -16,14 +16,20 @@ use super::flow::{self, FLOW_COOKIE};
 use super::{append_cookie, param, query_params, see_other};
 use crate::error::SsoError;
 use crate::layer::Shared;
-use crate::oidc::{ClientAuth, IdTokenCheck, TokenRequest, check_userinfo_sub, exchange_code, fetch_userinfo, verify_id_token};
+use crate::oidc::{
+    ClientAuth, IdTokenCheck, TokenRequest, check_userinfo_sub, exchange_code, fetch_userinfo,
+    verify_id_token,
+};
 use crate::provider::ClientAuthMethod;
 use crate::session::{NewSession, find_cookie};
 
 /// Clock skew tolerated on id_token times.
 const LEEWAY_SECS: u64 = 60;
 
-pub(crate) async fn finish(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, SsoError> {
+pub(crate) async fn finish(
+    shared: &Shared,
+    parts: &Parts,
+) -> Result<Response<Full<Bytes>>, SsoError> {
     // The flow cookie is single use whatever happens next.
     let clear_flow = clear_cookie(FLOW_COOKIE, &shared.paths.prefix, shared.cookie.secure);
     let mut res = match run(shared, parts).await {
@@ -34,7 +40,10 @@ pub(crate) async fn finish(shared: &Shared, parts: &Parts) -> Result<Response<Fu
         }
     };
     append_cookie(&mut res, &clear_flow);
-    res.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    res.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     Ok(res)
 }
 
@@ -55,21 +64,29 @@ async fn run(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, Ss
 
     // 2. The login is known, live and unused: take it (single use).
     let record = flow::take(shared, &flow_id).await?;
-    if aws_lc_rs::constant_time::verify_slices_are_equal(record.state.as_bytes(), state.as_bytes()).is_err() {
+    if aws_lc_rs::constant_time::verify_slices_are_equal(record.state.as_bytes(), state.as_bytes())
+        .is_err()
+    {
         return Err(SsoError::unauthorized("login state does not match").with_param("state"));
     }
-    let provider = shared
-        .provider(Some(&record.provider))
-        .ok_or_else(|| SsoError::unauthorized("the provider of this login is no longer configured"))?;
+    let provider = shared.provider(Some(&record.provider)).ok_or_else(|| {
+        SsoError::unauthorized("the provider of this login is no longer configured")
+    })?;
     let resolved = provider.resolve().await?;
 
     // 3. Mix-up defence (RFC 9207).
     match (param(&params, "iss"), &resolved.issuer) {
         (Some(iss), Some(expected)) if iss != expected => {
-            return Err(SsoError::unauthorized("authorization response issuer does not match the provider").with_param("iss"));
+            return Err(SsoError::unauthorized(
+                "authorization response issuer does not match the provider",
+            )
+            .with_param("iss"));
         }
         (None, Some(_)) if resolved.iss_parameter_supported => {
-            return Err(SsoError::unauthorized("authorization response lacks the issuer the provider promised").with_param("iss"));
+            return Err(SsoError::unauthorized(
+                "authorization response lacks the issuer the provider promised",
+            )
+            .with_param("iss"));
         }
         _ => {}
     }
@@ -94,7 +111,12 @@ async fn run(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, Ss
     let headers: Vec<(HeaderName, HeaderValue)> = config
         .extra_headers
         .iter()
-        .filter_map(|(k, v)| Some((HeaderName::from_bytes(k.as_bytes()).ok()?, HeaderValue::from_str(v).ok()?)))
+        .filter_map(|(k, v)| {
+            Some((
+                HeaderName::from_bytes(k.as_bytes()).ok()?,
+                HeaderValue::from_str(v).ok()?,
+            ))
+        })
         .collect();
     let tokens = exchange_code(
         provider.http(),
@@ -144,7 +166,10 @@ async fn run(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, Ss
                 c
             }
         };
-        id_sub = id_claims.get("sub").and_then(Value::as_str).map(str::to_owned);
+        id_sub = id_claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         claims = id_claims;
     } else if resolved.jwks.is_some() {
         tracing::debug!(provider = %config.name, "token response carried no id_token; relying on userinfo");
@@ -167,7 +192,9 @@ async fn run(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, Ss
         }
     }
     if claims.is_empty() {
-        return Err(SsoError::unauthorized("the identity provider sent no user information (userinfo unavailable and no id_token)"));
+        return Err(SsoError::unauthorized(
+            "the identity provider sent no user information (userinfo unavailable and no id_token)",
+        ));
     }
     // Bearer credentials never come from userinfo.
     for k in ["access_token", "id_token", "refresh_token"] {
@@ -176,7 +203,9 @@ async fn run(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, Ss
 
     // 8. Claims to user.
     let mut user = config.claims.map(&claims, config.provider_name());
-    config.claims.apply_access_token(&mut user, &tokens.access_token);
+    config
+        .claims
+        .apply_access_token(&mut user, &tokens.access_token);
     if user.subject.is_none() {
         user.subject = id_sub;
     }
@@ -196,7 +225,9 @@ async fn run(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, Ss
         shared.policy.proxy_admin_id.as_deref(),
     )
     .await?;
-    let role = shared.policy.effective_role(&record_user.user_id, record_user.role);
+    let role = shared
+        .policy
+        .effective_role(&record_user.user_id, record_user.role);
     shared.policy.check_ui_access(role)?;
 
     // 11. The session.
@@ -220,7 +251,10 @@ async fn run(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, Ss
         .map_err(|_| SsoError::internal("could not issue the session"))?;
     tracing::info!(user_id = %identity.user_id(), role = %identity.role(), provider = %config.name, "SSO login");
 
-    let target = record.return_to.clone().unwrap_or_else(|| shared.ui_url.clone());
+    let target = record
+        .return_to
+        .clone()
+        .unwrap_or_else(|| shared.ui_url.clone());
     let mut res = see_other(&target);
     append_cookie(&mut res, &super::session_cookie(shared, &token));
     Ok(res)

@@ -13,13 +13,21 @@ pub(crate) fn session_cookie(shared: &Shared, token: &str) -> String {
         .same_site(SameSite::Lax)
         .http_only(c.http_only)
         .secure(c.secure)
-        .max_age(cookie::time::Duration::seconds(i64::try_from(c.max_age.as_secs()).unwrap_or(i64::MAX)))
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(c.max_age.as_secs()).unwrap_or(i64::MAX),
+        ))
         .build()
         .to_string()
 }
 
 /// A short-lived, HttpOnly, SameSite=Lax cookie scoped to `path`.
-pub(crate) fn flow_cookie(name: &str, value: &str, path: &str, secure: bool, max_age_secs: i64) -> String {
+pub(crate) fn flow_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    secure: bool,
+    max_age_secs: i64,
+) -> String {
     Cookie::build((name, value))
         .path(path)
         .same_site(SameSite::Lax)

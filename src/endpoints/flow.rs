@@ -60,7 +60,8 @@ pub(crate) fn seal(shared: &Shared, flow_id: &str, state: &str) -> Result<String
         aud: FLOW_AUDIENCE.to_owned(),
         exp: shared.clock.now() + FLOW_TTL.as_secs(),
     };
-    let key = EncodingKey::from_secret(&shared.flow_key).map_err(|_| SsoError::internal("flow key unusable"))?;
+    let key = EncodingKey::from_secret(&shared.flow_key)
+        .map_err(|_| SsoError::internal("flow key unusable"))?;
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
         .map_err(|_| SsoError::internal("could not sign the login state"))
 }
@@ -68,12 +69,16 @@ pub(crate) fn seal(shared: &Shared, flow_id: &str, state: &str) -> Result<String
 /// Checks the flow cookie against the `state` the IdP sent back; returns the flow id.
 pub(crate) fn open(shared: &Shared, cookie: Option<&str>, state: &str) -> Result<String, SsoError> {
     let cookie = cookie.filter(|c| !c.is_empty()).ok_or_else(|| {
-        SsoError::unauthorized("login state cookie missing: start the login again from this browser").with_param("state")
+        SsoError::unauthorized(
+            "login state cookie missing: start the login again from this browser",
+        )
+        .with_param("state")
     })?;
     if cookie.len() > 2048 {
         return Err(SsoError::unauthorized("login state cookie invalid").with_param("state"));
     }
-    let key = DecodingKey::from_secret(&shared.flow_key).map_err(|_| SsoError::internal("flow key unusable"))?;
+    let key = DecodingKey::from_secret(&shared.flow_key)
+        .map_err(|_| SsoError::internal("flow key unusable"))?;
     let mut v = Validation::new(Algorithm::HS256);
     v.algorithms = vec![Algorithm::HS256];
     v.set_audience(&[FLOW_AUDIENCE]);
@@ -86,34 +91,61 @@ pub(crate) fn open(shared: &Shared, cookie: Option<&str>, state: &str) -> Result
         return Err(SsoError::unauthorized("login state cookie invalid").with_param("state"));
     }
     if claims.exp <= shared.clock.now() {
-        return Err(SsoError::unauthorized("login expired: start the login again").with_param("state"));
+        return Err(
+            SsoError::unauthorized("login expired: start the login again").with_param("state"),
+        );
     }
-    if constant_time::verify_slices_are_equal(claims.sth.as_bytes(), state_hash(state).as_bytes()).is_err() {
-        return Err(SsoError::unauthorized("login state does not match this browser").with_param("state"));
+    if constant_time::verify_slices_are_equal(claims.sth.as_bytes(), state_hash(state).as_bytes())
+        .is_err()
+    {
+        return Err(
+            SsoError::unauthorized("login state does not match this browser").with_param("state"),
+        );
     }
     Ok(claims.fid)
 }
 
 /// Stores a new flow record; fails if the (random) flow id were ever taken.
-pub(crate) async fn store(shared: &Shared, flow_id: &str, record: &FlowRecord) -> Result<(), SsoError> {
-    let value = serde_json::to_vec(record).map_err(|_| SsoError::internal("could not encode the login state"))?;
-    let stored = crate::cache::put(&shared.cache, cache_key(flow_id), Bytes::from(value), FLOW_TTL, true)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "verifier cache refused a login state");
-            SsoError::unavailable("login state store unavailable")
-        })?;
-    if stored { Ok(()) } else { Err(SsoError::internal("login state collision")) }
+pub(crate) async fn store(
+    shared: &Shared,
+    flow_id: &str,
+    record: &FlowRecord,
+) -> Result<(), SsoError> {
+    let value = serde_json::to_vec(record)
+        .map_err(|_| SsoError::internal("could not encode the login state"))?;
+    let stored = crate::cache::put(
+        &shared.cache,
+        cache_key(flow_id),
+        Bytes::from(value),
+        FLOW_TTL,
+        true,
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "verifier cache refused a login state");
+        SsoError::unavailable("login state store unavailable")
+    })?;
+    if stored {
+        Ok(())
+    } else {
+        Err(SsoError::internal("login state collision"))
+    }
 }
 
 /// Takes the flow record (single use).
 pub(crate) async fn take(shared: &Shared, flow_id: &str) -> Result<FlowRecord, SsoError> {
-    let value = crate::cache::take(&shared.cache, cache_key(flow_id)).await.map_err(|e| {
-        tracing::error!(error = %e, "verifier cache failed on take");
-        SsoError::unavailable("login state store unavailable")
-    })?;
+    let value = crate::cache::take(&shared.cache, cache_key(flow_id))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "verifier cache failed on take");
+            SsoError::unavailable("login state store unavailable")
+        })?;
     let value = value.ok_or_else(|| {
-        SsoError::unauthorized("login state unknown, expired or already used: start the login again").with_param("state")
+        SsoError::unauthorized(
+            "login state unknown, expired or already used: start the login again",
+        )
+        .with_param("state")
     })?;
-    serde_json::from_slice(&value).map_err(|_| SsoError::unauthorized("login state unreadable").with_param("state"))
+    serde_json::from_slice(&value)
+        .map_err(|_| SsoError::unauthorized("login state unreadable").with_param("state"))
 }

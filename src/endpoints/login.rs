@@ -1,9 +1,9 @@
 //! `GET /sso/key/generate`: start a login.
 
+use bytes::Bytes;
 use http::request::Parts;
 use http::{Response, header};
 use http_body_util::Full;
-use bytes::Bytes;
 use oauth2::{CsrfToken, PkceCodeChallenge};
 
 use super::cookies::{clear_cookie, flow_cookie};
@@ -15,11 +15,17 @@ use crate::layer::Shared;
 /// The CLI login handle pattern: `cli-` and 12 to 124 of `[A-Za-z0-9_-]`.
 pub(crate) fn valid_cli_handle(key: &str) -> bool {
     key.strip_prefix("cli-").is_some_and(|rest| {
-        (12..=124).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        (12..=124).contains(&rest.len())
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     })
 }
 
-pub(crate) async fn start(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, SsoError> {
+pub(crate) async fn start(
+    shared: &Shared,
+    parts: &Parts,
+) -> Result<Response<Full<Bytes>>, SsoError> {
     let params = query_params(parts)?;
     let provider_name = param(&params, "provider");
     let provider = shared.provider(provider_name).ok_or_else(|| {
@@ -31,7 +37,9 @@ pub(crate) async fn start(shared: &Shared, parts: &Parts) -> Result<Response<Ful
     })?;
     let cli = match (param(&params, "source"), param(&params, "key")) {
         (Some("litellm-cli"), Some(key)) if valid_cli_handle(key) => Some(key.to_owned()),
-        (Some("litellm-cli"), _) => return Err(SsoError::bad_request("invalid CLI login handle").with_param("key")),
+        (Some("litellm-cli"), _) => {
+            return Err(SsoError::bad_request("invalid CLI login handle").with_param("key"));
+        }
         _ => None,
     };
     // An invalid return target is not an error: the user lands on the UI path instead.
@@ -42,7 +50,10 @@ pub(crate) async fn start(shared: &Shared, parts: &Parts) -> Result<Response<Ful
     let resolved = provider.resolve().await?;
     let config = &provider.config;
 
-    let state = config.static_state.clone().unwrap_or_else(|| CsrfToken::new_random_len(32).secret().clone());
+    let state = config
+        .static_state
+        .clone()
+        .unwrap_or_else(|| CsrfToken::new_random_len(32).secret().clone());
     let nonce = CsrfToken::new_random_len(32).secret().clone();
     let flow_id = CsrfToken::new_random_len(32).secret().clone();
     let (challenge, verifier) = if config.pkce {
@@ -52,8 +63,9 @@ pub(crate) async fn start(shared: &Shared, parts: &Parts) -> Result<Response<Ful
         (None, None)
     };
 
-    let mut url = url::Url::parse(&resolved.authorization_endpoint)
-        .map_err(|_| SsoError::unavailable("identity provider authorization endpoint is invalid"))?;
+    let mut url = url::Url::parse(&resolved.authorization_endpoint).map_err(|_| {
+        SsoError::unavailable("identity provider authorization endpoint is invalid")
+    })?;
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("response_type", "code");
@@ -83,11 +95,20 @@ pub(crate) async fn start(shared: &Shared, parts: &Parts) -> Result<Response<Ful
     let secure = shared.cookie.secure;
     append_cookie(
         &mut res,
-        &flow_cookie(FLOW_COOKIE, &sealed, &shared.paths.prefix, secure, FLOW_TTL.as_secs() as i64),
+        &flow_cookie(
+            FLOW_COOKIE,
+            &sealed,
+            &shared.paths.prefix,
+            secure,
+            FLOW_TTL.as_secs() as i64,
+        ),
     );
     // A new login replaces any old session.
     append_cookie(&mut res, &clear_cookie(&shared.cookie.name, "/", secure));
-    res.headers_mut().insert(header::REFERRER_POLICY, http::HeaderValue::from_static("no-referrer"));
+    res.headers_mut().insert(
+        header::REFERRER_POLICY,
+        http::HeaderValue::from_static("no-referrer"),
+    );
     Ok(res)
 }
 

@@ -53,11 +53,19 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str) -> Option<Endp
         "/get/ui_settings" => Endpoint::UiSettings,
         "/readiness" => Endpoint::Readiness,
         "/logout" => {
-            return Some(if get || method == Method::POST { Endpoint::Logout } else { Endpoint::MethodNotAllowed });
+            return Some(if get || method == Method::POST {
+                Endpoint::Logout
+            } else {
+                Endpoint::MethodNotAllowed
+            });
         }
         _ => return Some(Endpoint::NotFound),
     };
-    Some(if get { endpoint } else { Endpoint::MethodNotAllowed })
+    Some(if get {
+        endpoint
+    } else {
+        Endpoint::MethodNotAllowed
+    })
 }
 
 /// Answers an endpoint.
@@ -70,9 +78,11 @@ pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> E
             Endpoint::Readiness => settings::readiness(&shared, &parts).await,
             Endpoint::Logout => logout::logout(&shared, &parts).await,
             Endpoint::NotFound => Err(SsoError::not_found("no such SSO endpoint")),
-            Endpoint::MethodNotAllowed => {
-                Err(SsoError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed"))
-            }
+            Endpoint::MethodNotAllowed => Err(SsoError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed",
+            )),
         };
         result.unwrap_or_else(SsoError::into_response)
     })
@@ -82,15 +92,26 @@ pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> E
 pub(crate) fn require_session(shared: &Shared, parts: &Parts) -> Result<Identity, SsoError> {
     let token = token_from_headers(&parts.headers, &shared.cookie.name)
         .ok_or_else(|| SsoError::unauthorized(SessionError::Missing.message()))?;
-    shared.sessions.verify(token).map_err(|e| SsoError::unauthorized(e.message()))
+    shared
+        .sessions
+        .verify(token)
+        .map_err(|e| SsoError::unauthorized(e.message()))
 }
 
 /// The answer to a protected request without a valid session: a 303 to login for a browser that
 /// asked for a page, 401 JSON for everything else.
-pub(crate) fn unauthenticated<B>(shared: &Shared, req: &Request<B>, err: SessionError) -> Response<Full<Bytes>> {
+pub(crate) fn unauthenticated<B>(
+    shared: &Shared,
+    req: &Request<B>,
+    err: SessionError,
+) -> Response<Full<Bytes>> {
     let method = req.method();
     if (method == Method::GET || method == Method::HEAD) && prefers_html(req.headers()) {
-        let target = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+        let target = req
+            .uri()
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/");
         let location = format!(
             "{}/key/generate?return_to={}",
             shared.paths.prefix,
@@ -99,16 +120,37 @@ pub(crate) fn unauthenticated<B>(shared: &Shared, req: &Request<B>, err: Session
         let mut res = see_other(&location);
         if err != SessionError::Missing {
             // A stale or forged cookie would otherwise be sent again after login.
-            append_cookie(&mut res, &clear_cookie(&shared.cookie.name, "/", shared.cookie.secure));
+            append_cookie(
+                &mut res,
+                &clear_cookie(&shared.cookie.name, "/", shared.cookie.secure),
+            );
         }
         return res;
     }
-    SsoError::unauthorized(err.message()).with_param("token").into_response()
+    SsoError::unauthorized(err.message())
+        .with_param("token")
+        .into_response()
 }
 
 /// Characters escaped in a query parameter value.
-pub(crate) const QUERY_VALUE: &AsciiSet =
-    &CONTROLS.add(b' ').add(b'"').add(b'#').add(b'%').add(b'&').add(b'+').add(b'<').add(b'>').add(b'=').add(b'?').add(b'`').add(b'{').add(b'}').add(b'\\').add(b'|').add(b'^').add(b'\'');
+pub(crate) const QUERY_VALUE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'&')
+    .add(b'+')
+    .add(b'<')
+    .add(b'>')
+    .add(b'=')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\\')
+    .add(b'|')
+    .add(b'^')
+    .add(b'\'');
 
 /// Whether the client prefers an HTML page over JSON (`Accept` ranks `text/html` at least as
 /// high as `application/json`, and above zero).
@@ -143,18 +185,28 @@ pub(crate) fn see_other(location: &str) -> Response<Full<Bytes>> {
         Ok(v) => {
             res.headers_mut().insert(header::LOCATION, v);
         }
-        Err(_) => return SsoError::internal("redirect target is not a valid header value").into_response(),
+        Err(_) => {
+            return SsoError::internal("redirect target is not a valid header value")
+                .into_response();
+        }
     }
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 
 /// A JSON response.
 pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::from(serde_json::to_vec(value).unwrap_or_default())));
+    let mut res = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(value).unwrap_or_default(),
+    )));
     *res.status_mut() = status;
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 
@@ -172,7 +224,10 @@ pub(crate) fn query_params(parts: &Parts) -> Result<Vec<(String, String)>, SsoEr
     let mut out: Vec<(String, String)> = Vec::new();
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         if out.iter().any(|(seen, _)| *seen == k) {
-            return Err(SsoError::bad_request(format!("query parameter {:?} given more than once", html_escape(&k))));
+            return Err(SsoError::bad_request(format!(
+                "query parameter {:?} given more than once",
+                html_escape(&k)
+            )));
         }
         out.push((k.into_owned(), v.into_owned()));
     }
@@ -181,7 +236,10 @@ pub(crate) fn query_params(parts: &Parts) -> Result<Vec<(String, String)>, SsoEr
 
 /// The value of parameter `name`.
 pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Escapes text for HTML (and keeps messages that echo input harmless anywhere).
@@ -213,7 +271,9 @@ mod tests {
             m.insert(header::ACCEPT, v.parse().unwrap());
             m
         };
-        assert!(prefers_html(&h("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")));
+        assert!(prefers_html(&h(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        )));
         assert!(!prefers_html(&h("application/json")));
         assert!(!prefers_html(&h("*/*")));
         assert!(!prefers_html(&h("text/html;q=0.5, application/json")));
@@ -223,6 +283,9 @@ mod tests {
 
     #[test]
     fn escaping() {
-        assert_eq!(html_escape("<script>'\"&/"), "&lt;script&gt;&#x27;&quot;&amp;&#x2F;");
+        assert_eq!(
+            html_escape("<script>'\"&/"),
+            "&lt;script&gt;&#x27;&quot;&amp;&#x2F;"
+        );
     }
 }

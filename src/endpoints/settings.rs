@@ -10,7 +10,10 @@ use super::{json, require_session};
 use crate::error::SsoError;
 use crate::layer::Shared;
 
-pub(crate) fn ui_settings(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, SsoError> {
+pub(crate) fn ui_settings(
+    shared: &Shared,
+    parts: &Parts,
+) -> Result<Response<Full<Bytes>>, SsoError> {
     require_session(shared, parts)?;
     Ok(json(
         StatusCode::OK,
@@ -27,7 +30,10 @@ pub(crate) fn ui_settings(shared: &Shared, parts: &Parts) -> Result<Response<Ful
     ))
 }
 
-pub(crate) async fn readiness(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, SsoError> {
+pub(crate) async fn readiness(
+    shared: &Shared,
+    parts: &Parts,
+) -> Result<Response<Full<Bytes>>, SsoError> {
     require_session(shared, parts)?;
     let Some(provider) = shared.providers.first() else {
         return Ok(json(
@@ -46,9 +52,16 @@ pub(crate) async fn readiness(shared: &Shared, parts: &Parts) -> Result<Response
             Err(e) => Err(e),
         };
         if let Err(e) = &ok {
-            problems.push(format!("provider {}: {}", p.config.provider_name(), e.message()));
+            problems.push(format!(
+                "provider {}: {}",
+                p.config.provider_name(),
+                e.message()
+            ));
         }
-        providers.insert(p.config.provider_name().to_owned(), json!(if ok.is_ok() { "ok" } else { "unavailable" }));
+        providers.insert(
+            p.config.provider_name().to_owned(),
+            json!(if ok.is_ok() { "ok" } else { "unavailable" }),
+        );
     }
     let cache = crate::cache::ping(&shared.cache).await;
     if let Err(e) = &cache {
@@ -62,7 +75,11 @@ pub(crate) async fn readiness(shared: &Shared, parts: &Parts) -> Result<Response
     }
     let healthy = problems.is_empty();
     Ok(json(
-        if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
+        if healthy {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
         &json!({
             "status": if healthy { "healthy" } else { "unhealthy" },
             "sso_configured": true,

@@ -16,6 +16,13 @@ use tower::util::BoxCloneService;
 use tower_sso::session::NewSession;
 use tower_sso::{Identity, SsoLayer, SsoLayerBuilder, UserRole};
 
+/// The app under test: the layer around [`Upstream`].
+pub type App = BoxCloneService<
+    Request<Full<Bytes>>,
+    Response<tower_sso::ResponseBody<Full<Bytes>>>,
+    Infallible,
+>;
+
 /// A session secret for tests.
 pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
 /// The base URL the test layers are configured with.
@@ -34,10 +41,7 @@ impl Upstream {
     }
 
     /// The app wrapped in `layer`, boxed for `oneshot`.
-    pub fn behind(
-        &self,
-        layer: &SsoLayer,
-    ) -> BoxCloneService<Request<Full<Bytes>>, Response<tower_sso::ResponseBody<Full<Bytes>>>, Infallible> {
+    pub fn behind(&self, layer: &SsoLayer) -> App {
         let calls = self.calls.clone();
         let inner = tower::service_fn(move |req: Request<Full<Bytes>>| {
             let calls = calls.clone();
@@ -61,13 +65,19 @@ impl Upstream {
                 Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body.to_string()))))
             }
         });
-        BoxCloneService::new(tower::ServiceBuilder::new().layer(layer.clone()).service(inner))
+        BoxCloneService::new(
+            tower::ServiceBuilder::new()
+                .layer(layer.clone())
+                .service(inner),
+        )
     }
 }
 
 /// A builder with the test base URL and secret.
 pub fn builder() -> SsoLayerBuilder {
-    SsoLayer::builder().base_url(BASE_URL).session_secret(SECRET)
+    SsoLayer::builder()
+        .base_url(BASE_URL)
+        .session_secret(SECRET)
 }
 
 /// A session for alice.
@@ -99,10 +109,13 @@ pub fn get(path: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
 
 /// Sends one request through `svc`.
 pub async fn send(
-    svc: &BoxCloneService<Request<Full<Bytes>>, Response<tower_sso::ResponseBody<Full<Bytes>>>, Infallible>,
+    svc: &App,
     req: Request<Full<Bytes>>,
 ) -> Response<tower_sso::ResponseBody<Full<Bytes>>> {
-    svc.clone().oneshot(req).await.unwrap_or_else(|never| match never {})
+    svc.clone()
+        .oneshot(req)
+        .await
+        .unwrap_or_else(|never| match never {})
 }
 
 /// The body of a response as JSON.
@@ -112,7 +125,8 @@ where
     B::Error: std::fmt::Debug,
 {
     let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
 }
 
 /// Asserts a 401 with the LiteLLM error shape, and returns the message.
