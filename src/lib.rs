@@ -1,4 +1,107 @@
-//! tower-sso: single sign-on for any hyper or axum service, as one `tower::Layer`.
+//! Single sign-on for any hyper or axum service, as one [`tower::Layer`].
+//!
+//! `tower-sso` rebuilds the SSO module of the LiteLLM proxy for Rust. [`SsoLayer`] serves the SSO
+//! endpoints itself, checks the session on every protected route, and forwards authenticated
+//! requests with the user's [`Identity`] in the request extensions.
+//!
+//! # What the layer does with a request
+//!
+//! 1. **Its own endpoints** (under `{SERVER_ROOT_PATH}/sso`), answered by the layer, never forwarded:
+//!    - `GET /sso/key/generate` starts a login: a random single-use `state`, a PKCE S256 verifier
+//!      and a `nonce` go into the [verifier cache](cache) for 600 s, an HttpOnly flow cookie binds
+//!      the login to this browser, and the browser is sent to the identity provider. A
+//!      `return_to` parameter says where to land afterwards (validated: relative paths on our
+//!      origin, or absolute URLs on [allowed domains](SsoLayerBuilder::allowed_redirect_domains)).
+//!    - `GET /sso/callback` checks the flow cookie against `state` and takes the flow record
+//!      (single use) *before* anything is redeemed, checks the `iss` response parameter (RFC 9207),
+//!      exchanges the code, verifies the id_token (JWKS signature, `iss`, `aud`, `exp`, `iat`,
+//!      `nonce`), fetches userinfo (whose `sub` must match), maps claims to a user
+//!      ([`claims`]), applies the [access policy](policy), upserts the user through the
+//!      [user store](store), sets the `token` session cookie and redirects.
+//!    - `GET /sso/get/ui_settings` and `GET /sso/readiness` (both need a session), and
+//!      `GET|POST /sso/logout`.
+//! 2. **Public paths** ([`SsoLayerBuilder::public_paths`]) go straight through.
+//! 3. **Everything else is protected.** The session token comes from the `token` cookie or an
+//!    `Authorization: Bearer` header and is verified ([`session`]). With a valid session the
+//!    request reaches the inner service with an [`Identity`] in its extensions (and, when
+//!    configured, `X-Forwarded-User`/`-Email`/`-Groups` headers; inbound copies of those are
+//!    always removed). Without one, a browser (`Accept: text/html`) gets a 303 to login that
+//!    remembers where it was going, and anything else gets 401 with a JSON body
+//!    `{"error": {"message", "type", "param", "code"}}`.
+//!
+//! Paths are matched only when they are *plain*: no dot segments, no empty segments, no `;`, no
+//! backslash and no percent-escape. `/health/../whoami`, `/health%2F..%2Fwhoami` or
+//! `/health;x/../whoami` are therefore never public, whatever the inner service makes of them.
+//!
+//! The layer's error type is the inner service's and every rejection is a response, so axum
+//! takes it as it is:
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use tower_sso::{Identity, SsoLayer, provider::Provider};
+//!
+//! # fn main() -> Result<(), tower_sso::ConfigErrors> {
+//! let sso = SsoLayer::builder()
+//!     .base_url("https://gateway.example.com")
+//!     .session_secret("at least sixteen random bytes, from your secret store")
+//!     .provider(Provider::oidc("https://login.example.com", "client-id", "client-secret"))
+//!     .public_paths(["/health"])
+//!     .build()?;
+//!
+//! let app: Router = Router::new()
+//!     .route("/whoami", get(|me: Identity| async move { me.user_id().to_owned() }))
+//!     .route("/health", get(|| async { "ok" }))
+//!     .layer(sso);
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Or from the environment variables LiteLLM documents ([`env`]): `SsoLayer::from_env()?`.
+//!
+//! # Pluggable parts
+//!
+//! The verifier cache ([`cache`]), the user store ([`store`]) and the IdP HTTP client
+//! ([`mod@http`]) are [`tower::Service`]s with small request and response enums, so they can be
+//! replaced (Redis, PostgreSQL, a test closure) and wrapped with any tower middleware.
+//!
+//! # Testing your routes
+//!
+//! With the `test-util` feature, [`testing::MockIdp`] is a real OpenID provider on a loopback
+//! port, with switches to misbehave, so integrators can test their protected routes through the
+//! layer with `tower::ServiceExt::oneshot`. Or skip the login: issue a session directly with
+//! [`SsoLayer::sessions`]:
+//!
+//! ```
+//! use http::{Request, StatusCode};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_sso::{Identity, SsoLayer, UserRole, session::NewSession};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sso = SsoLayer::builder()
+//!     .base_url("https://gateway.example.com")
+//!     .session_secret("test secret, sixteen bytes at least")
+//!     .build()?;
+//! let (token, _) = sso.sessions().issue(NewSession {
+//!     user_id: "alice".into(),
+//!     email: Some("alice@example.com".into()),
+//!     display_name: None,
+//!     role: UserRole::ProxyAdmin,
+//!     team_ids: vec![],
+//!     provider: None,
+//!     attributes: Default::default(),
+//! })?;
+//! let app = ServiceBuilder::new().layer(sso).service_fn(|req: Request<String>| async move {
+//!     let me = req.extensions().get::<Identity>().expect("the layer inserted it");
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(me.role().to_string()))
+//! });
+//! let req = Request::get("/admin").header("cookie", format!("token={token}")).body(String::new())?;
+//! let res = app.oneshot(req).await?;
+//! assert_eq!(res.status(), StatusCode::OK);
+//! # Ok(())
+//! # }
+//! ```
 #![deny(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
