@@ -27,8 +27,9 @@ use url::Url;
 pub const CLIENT_ID: &str = "tower-sso-e2e";
 /// Secret of [`CLIENT_ID`] (sent with HTTP Basic auth).
 pub const CLIENT_SECRET: &str = "tower-sso-e2e-secret-0123456789abcdef";
-/// Subject of the provider's only account.
-pub const USER_SUB: &str = "e2e-user";
+/// Subject of the provider's only account. Deliberately not [`USER_USERNAME`], so a test can
+/// tell which claim a value came from.
+pub const USER_SUB: &str = "e2e-subject-0001";
 /// Email of the provider's only account (`email_verified: true`).
 pub const USER_EMAIL: &str = "e2e.user@example.com";
 /// `name` claim of the provider's only account.
