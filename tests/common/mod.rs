@@ -401,9 +401,11 @@ pub fn assert_logged_in(res: &AppResponse, target: &str) -> String {
 pub fn assert_flow_cookie_cleared<B>(res: &Response<B>) {
     let cookies = set_cookies(res);
     assert!(
-        cookies.iter().any(|c| c.starts_with(&format!("{FLOW_COOKIE}=;"))
-            && c.contains("Max-Age=0")
-            && c.contains("Path=/sso")),
+        cookies
+            .iter()
+            .any(|c| c.starts_with(&format!("{FLOW_COOKIE}=;"))
+                && c.contains("Max-Age=0")
+                && c.contains("Path=/sso")),
         "flow cookie not cleared: {cookies:?}"
     );
 }
