@@ -559,7 +559,7 @@ async fn empty_userinfo_falls_back_to_the_id_token_claims() {
 }
 
 #[tokio::test]
-async fn userinfo_wins_for_identity_claims() {
+async fn without_an_id_token_the_identity_comes_from_userinfo() {
     let idp = idp_with(carol()).await;
     let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
     // Without an id_token the identity must come from userinfo alone.
