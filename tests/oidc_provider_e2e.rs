@@ -106,7 +106,7 @@ async fn login_through_the_layer() {
         "{authorize} is not at {}",
         provider.issuer
     );
-    let param = |name: &str| query_param(&start.authorize_url, name);
+    let param = |name: &str| url_param(&start.authorize_url, name);
     assert_eq!(
         param("client_id").as_deref(),
         Some(oidc_provider::CLIENT_ID)
@@ -121,8 +121,8 @@ async fn login_through_the_layer() {
         .await
         .unwrap_or_else(|e| panic!("{e}\nprovider stderr:\n{}", provider.stderr_tail()));
     assert!(callback.starts_with(layer.callback_url()), "{callback}");
-    assert_eq!(query_param(&callback, "iss"), Some(provider.issuer.clone()));
-    assert_eq!(query_param(&callback, "state"), param("state"));
+    assert_eq!(url_param(&callback, "iss"), Some(provider.issuer.clone()));
+    assert_eq!(url_param(&callback, "state"), param("state"));
 
     let res = finish_login(&app, &callback, Some(&start.flow_cookie)).await;
     let token = assert_logged_in(&res, "/dashboard", &provider);
@@ -180,7 +180,7 @@ async fn callback_with_tampered_state_is_refused() {
     };
     let (layer, app) = app_for(&provider);
     let (start, callback) = login_at_provider(&provider, &layer, &app, "/sso/key/generate").await;
-    let state = query_param(&callback, "state").expect("state");
+    let state = url_param(&callback, "state").expect("state");
 
     for forged in [format!("{state}x"), state[1..].to_owned(), "x".repeat(43)] {
         let tampered = with_query_param(&callback, "state", &forged);
@@ -252,10 +252,10 @@ async fn fixture_self_check_code_flow_with_pkce() {
         .await
         .unwrap_or_else(|e| panic!("{e}\nprovider stderr:\n{}", provider.stderr_tail()));
     assert!(callback.starts_with(&redirect_uri), "{callback}");
-    let code = query_param(&callback, "code").expect("code in callback");
+    let code = url_param(&callback, "code").expect("code in callback");
     assert!(!code.is_empty());
-    assert_eq!(query_param(&callback, "state").as_deref(), Some(state));
-    assert_eq!(query_param(&callback, "iss"), Some(issuer.clone()));
+    assert_eq!(url_param(&callback, "state").as_deref(), Some(state));
+    assert_eq!(url_param(&callback, "iss"), Some(issuer.clone()));
 
     let form = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("grant_type", "authorization_code")
@@ -316,7 +316,7 @@ async fn fixture_self_check_code_flow_with_pkce() {
         .await
         .expect("an error redirect to the client");
     assert_eq!(
-        query_param(&refused, "error").as_deref(),
+        url_param(&refused, "error").as_deref(),
         Some("invalid_request"),
         "authorize without PKCE must fail: {refused}"
     );

@@ -15,11 +15,13 @@ use super::cookies::clear_cookie;
 use super::flow::{self, FLOW_COOKIE};
 use super::{append_cookie, param, query_params, see_other};
 use crate::error::SsoError;
+use crate::identity::{SsoUser, UserRole};
 use crate::layer::Shared;
 use crate::oidc::{
     ClientAuth, IdTokenCheck, TokenRequest, check_userinfo_sub, exchange_code, fetch_userinfo,
     verify_id_token,
 };
+use crate::policy::UiAccessMode;
 use crate::provider::ClientAuthMethod;
 use crate::session::{NewSession, find_cookie};
 
@@ -215,6 +217,15 @@ async fn run(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, Ss
     let user_id = crate::claims::fallback_user_id(&user)
         .ok_or_else(|| SsoError::unauthorized("the identity provider sent no usable user id"))?;
 
+    // The UI access mode too, with the role this login would end up with: a user it refuses
+    // must not be created or updated (the check after the upsert stays as the final word).
+    if shared.policy.ui_access_mode == UiAccessMode::AdminOnly {
+        let (stored_id, role) = prospective_role(shared, &user, &user_id).await?;
+        shared
+            .policy
+            .check_ui_access(shared.policy.effective_role(&stored_id, role))?;
+    }
+
     // 10. Users and teams.
     let record_user = crate::store::upsert_sso_user(
         &shared.store,
@@ -258,6 +269,39 @@ async fn run(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, Ss
     let mut res = see_other(&target);
     append_cookie(&mut res, &super::session_cookie(shared, &token));
     Ok(res)
+}
+
+/// The stored user id and the role `upsert_sso_user` would give this user, read without writing:
+/// the IdP's role, else the stored user's, else the new-user default, else
+/// `internal_user_viewer`.
+async fn prospective_role(
+    shared: &Shared,
+    user: &SsoUser,
+    user_id: &str,
+) -> Result<(String, UserRole), SsoError> {
+    let unavailable = |e: crate::store::StoreError| {
+        tracing::warn!(error = %e, "user store failed during SSO login");
+        SsoError::unavailable("user store unavailable")
+    };
+    let mut found = crate::store::find_user_by_id(&shared.store, user_id)
+        .await
+        .map_err(unavailable)?;
+    if found.is_none()
+        && let Some(email) = user.email.as_deref().filter(|e| !e.is_empty())
+    {
+        found = crate::store::find_user_by_email(&shared.store, email.to_lowercase())
+            .await
+            .map_err(unavailable)?;
+    }
+    let stored_id = found
+        .as_ref()
+        .map_or_else(|| user_id.to_owned(), |u| u.user_id.clone());
+    let role = user
+        .role
+        .or(found.map(|u| u.role))
+        .or(shared.user_defaults.role)
+        .unwrap_or(UserRole::InternalUserViewer);
+    Ok((stored_id, role))
 }
 
 /// An IdP-supplied error text, shortened and reduced to harmless characters.

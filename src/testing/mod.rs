@@ -49,6 +49,9 @@ pub struct MockUser {
     pub sub: String,
     /// Every other claim: `email`, `preferred_username`, `name`, `groups`, `role`, ...
     pub claims: Map<String, Value>,
+    /// Claims that only the JWT access token carries (with [`MockIdpBuilder::access_token_jwt`]),
+    /// as Keycloak puts roles in the access token only.
+    pub access_token_claims: Map<String, Value>,
 }
 
 impl MockUser {
@@ -57,7 +60,15 @@ impl MockUser {
         MockUser {
             sub: sub.into(),
             claims: Map::new(),
+            access_token_claims: Map::new(),
         }
+    }
+
+    /// Adds (or replaces) a claim that only the JWT access token carries (never the id_token
+    /// or userinfo). Without [`MockIdpBuilder::access_token_jwt`] it is not sent at all.
+    pub fn access_token_claim(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.access_token_claims.insert(key.into(), value.into());
+        self
     }
 
     /// Adds (or replaces) one claim.

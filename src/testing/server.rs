@@ -524,6 +524,7 @@ fn token(shared: &Shared, m: &Misbehaviour, headers: &HeaderMap, body: &[u8]) ->
     let now = unix_now();
     let access_token = if shared.access_token_jwt {
         let mut claims = user.claims.clone();
+        claims.extend(user.access_token_claims.clone());
         claims.insert("iss".into(), json!(shared.issuer));
         claims.insert("sub".into(), json!(user.sub));
         claims.insert("aud".into(), json!(shared.client_id));

@@ -1,0 +1,930 @@
+//! Login flows through the layer, over real loopback HTTP to `MockIdp`: the happy path, and
+//! every way a login must be refused (before the token call, at the token endpoint, on the
+//! id_token, on userinfo, by the access policy).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+use serde_json::json;
+use tower::ServiceExt;
+use tower_sso::claims::{ClaimMapping, RoleMappings};
+use tower_sso::clock::Clock;
+use tower_sso::http::HttpClientConfig;
+use tower_sso::policy::UiAccessMode;
+use tower_sso::provider::ClientAuthMethod;
+use tower_sso::store::{MemoryUserStore, StoreRequest, UserRecord};
+use tower_sso::testing::{ClientAuth, Misbehaviour, MockIdp, MockUser};
+use tower_sso::{SsoLayer, SsoLayerBuilder, UserRole};
+
+const UI: &str = "/ui/?login=success";
+
+async fn idp() -> MockIdp {
+    MockIdp::start().await.expect("MockIdp starts")
+}
+
+/// A user whose `sub`, user name, e-mail and name all differ, to see which claim lands where.
+fn carol() -> MockUser {
+    MockUser::new("sub-8f2c")
+        .claim("preferred_username", "carol")
+        .claim("email", "Carol.Jones@Example.COM")
+        .claim("name", "Carol Jones")
+}
+
+async fn idp_with(user: MockUser) -> MockIdp {
+    MockIdp::builder()
+        .user(user)
+        .start()
+        .await
+        .expect("MockIdp starts")
+}
+
+fn layer(b: SsoLayerBuilder) -> SsoLayer {
+    b.build().expect("valid config")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Happy path
+
+#[tokio::test]
+async fn happy_path_issues_a_session_that_opens_protected_paths_and_stores_the_user() {
+    let idp = idp_with(carol()).await;
+    let store = MemoryUserStore::new();
+    let layer = layer(flow_builder(&idp).user_store(store.clone()));
+    let mut b = Browser::for_layer(&layer);
+
+    let res = b.login(&idp, "").await;
+    let token = assert_logged_in(&res, UI);
+    let cookie = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with("token=") && !c.starts_with("token=;"))
+        .expect("session cookie");
+    for attr in [
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/",
+        "Max-Age=86400",
+        "Secure",
+    ] {
+        assert!(
+            cookie.split("; ").any(|a| a == attr),
+            "{attr} missing: {cookie}"
+        );
+    }
+    assert!(b.cookie(FLOW_COOKIE).is_none());
+    assert_eq!(b.cookie("token"), Some(token.as_str()));
+
+    let id = b.whoami().await;
+    assert_eq!(id["user_id"], "carol");
+    assert_eq!(id["email"], "carol.jones@example.com");
+    assert_eq!(id["display_name"], "sub-8f2c"); // upstream default: display name from `sub`
+    assert_eq!(id["role"], "internal_user_viewer");
+    assert_eq!(id["provider"], "generic");
+
+    let user = stored_user(&store, "carol").await.expect("user stored");
+    assert_eq!(user.email.as_deref(), Some("carol.jones@example.com"));
+    assert_eq!(user.role, UserRole::InternalUserViewer);
+    assert_eq!(user.metadata["auth_provider"], "generic");
+    assert_eq!(store.user_count(), 1);
+
+    // One discovery, one JWKS, one code redemption, one userinfo.
+    for (path, n) in [
+        ("/.well-known/openid-configuration", 1),
+        ("/jwks", 1),
+        ("/token", 1),
+        ("/userinfo", 1),
+    ] {
+        assert_eq!(idp.count(path), n, "{path}: {:?}", idp.requests());
+    }
+}
+
+#[tokio::test]
+async fn authorization_request_has_pkce_nonce_and_a_fresh_state() {
+    let idp = idp().await;
+    let layer = layer(flow_builder(&idp));
+    let mut b = Browser::for_layer(&layer);
+    let first = b.start(&idp, "").await;
+    let second = b.start(&idp, "").await;
+    let p = |u: &url::Url, k: &str| query_param(u, k).unwrap_or_default();
+    assert_eq!(p(&first, "response_type"), "code");
+    assert_eq!(p(&first, "client_id"), idp.client_id());
+    assert_eq!(p(&first, "redirect_uri"), layer.callback_url());
+    assert_eq!(layer.callback_url(), CALLBACK_URL);
+    assert_eq!(p(&first, "scope"), "openid email profile");
+    assert_eq!(p(&first, "code_challenge_method"), "S256");
+    for k in ["state", "nonce", "code_challenge"] {
+        let (a, z) = (p(&first, k), p(&second, k));
+        assert!(a.len() >= 32, "{k} too short: {a:?}");
+        assert_ne!(a, z, "{k} repeats across logins");
+    }
+    assert_ne!(p(&first, "state"), p(&first, "nonce"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login start
+
+#[tokio::test]
+async fn login_start_clears_an_old_session_cookie() {
+    let idp = idp().await;
+    let layer = layer(flow_builder(&idp));
+    let mut b = Browser::for_layer(&layer);
+    b.set_cookie("token", Some(&token_for(&layer, alice())));
+    let res = b.get("/sso/key/generate").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let cookies = set_cookies(&res);
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("token=;") && c.contains("Max-Age=0") && c.contains("Path=/")),
+        "{cookies:?}"
+    );
+    let flow = cookies
+        .iter()
+        .find(|c| c.starts_with(&format!("{FLOW_COOKIE}=")))
+        .expect("flow cookie");
+    for attr in [
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/sso",
+        "Secure",
+        "Max-Age=600",
+    ] {
+        assert!(flow.split("; ").any(|a| a == attr), "{attr}: {flow}");
+    }
+    assert_eq!(b.cookie("token"), None);
+}
+
+#[tokio::test]
+async fn return_to_is_kept_when_relative_and_replaced_when_foreign() {
+    let idp = idp().await;
+    let layer = layer(flow_builder(&idp));
+    let mut b = Browser::for_layer(&layer);
+    let res = b.login(&idp, "return_to=%2Fadmin%2Fkeys%3Fpage%3D2").await;
+    assert_logged_in(&res, "/admin/keys?page=2");
+    for evil in [
+        "https%3A%2F%2Fevil.com",
+        "%2F%2Fevil.com",
+        "https://evil.com/x",
+    ] {
+        let res = b.login(&idp, &format!("return_to={evil}")).await;
+        assert_logged_in(&res, UI);
+    }
+}
+
+#[tokio::test]
+async fn unknown_provider_is_400_and_no_provider_is_503() {
+    let idp = idp().await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    let res = b.get("/sso/key/generate?provider=unknown").await;
+    let msg = assert_refused(res, StatusCode::BAD_REQUEST).await;
+    assert!(msg.contains("provider"), "{msg}");
+    assert_eq!(
+        cookie_value(
+            &b.get("/sso/key/generate?provider=unknown").await,
+            FLOW_COOKIE
+        ),
+        None
+    );
+
+    let mut b = Browser::for_layer(&layer(builder()));
+    let res = b.get("/sso/key/generate").await;
+    assert_eq!(cookie_value(&res, FLOW_COOKIE), None);
+    assert_refused(res, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(idp.count("/.well-known/openid-configuration"), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refused before the code is redeemed
+
+/// Asserts nothing was redeemed and no session exists.
+fn assert_no_redemption(idp: &MockIdp, b: &Browser) {
+    assert_eq!(idp.count("/token"), 0, "{:?}", idp.requests());
+    assert_eq!(idp.count("/userinfo"), 0);
+    assert_eq!(b.cookie("token"), None);
+}
+
+#[tokio::test]
+async fn callback_without_the_flow_cookie_is_refused() {
+    let idp = idp().await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    let flow = b.authorize(&idp, "").await;
+    b.set_cookie(FLOW_COOKIE, None);
+    let msg = assert_callback_refused(b.callback(&flow).await, StatusCode::UNAUTHORIZED).await;
+    assert!(msg.contains("cookie missing"), "{msg}");
+    assert_no_redemption(&idp, &b);
+}
+
+#[tokio::test]
+async fn flow_cookie_of_another_login_is_refused() {
+    let idp = idp().await;
+    let layer = layer(flow_builder(&idp));
+    // The victim's browser completes the IdP step; the attacker delivers its callback URL to a
+    // browser holding a different login's cookie.
+    let mut victim = Browser::for_layer(&layer);
+    let victims = victim.authorize(&idp, "").await;
+    let mut attacker = Browser::for_layer(&layer);
+    let _own = attacker.authorize(&idp, "").await;
+    let msg =
+        assert_callback_refused(attacker.callback(&victims).await, StatusCode::UNAUTHORIZED).await;
+    assert!(msg.contains("does not match"), "{msg}");
+    assert_no_redemption(&idp, &attacker);
+    // The refusal did not burn the victim's login.
+    assert_logged_in(&victim.callback(&victims).await, UI);
+}
+
+#[tokio::test]
+async fn forged_or_tampered_flow_cookie_is_refused() {
+    let idp = idp().await;
+    let layer = layer(flow_builder(&idp));
+    // Signed with another secret (another deployment's layer).
+    let other = SsoLayer::builder()
+        .base_url(BASE_URL)
+        .session_secret("another-deployment-secret-0123456789")
+        .provider(oidc(&idp))
+        .build()
+        .unwrap();
+    let mut b = Browser::for_layer(&layer);
+    let flow = b.authorize(&idp, "").await;
+    let mut foreign = Browser::for_layer(&other);
+    foreign.start(&idp, "").await;
+    let forged = foreign.cookie(FLOW_COOKIE).unwrap().to_owned();
+
+    let parts: Vec<&str> = flow.flow_cookie.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    let mut sig = parts[2].to_owned();
+    let last = sig.pop().unwrap();
+    sig.push(if last == 'A' { 'B' } else { 'A' });
+    let tampered_sig = format!("{}.{}.{sig}", parts[0], parts[1]);
+    let tampered_payload = format!("{}.{}A.{}", parts[0], parts[1], parts[2]);
+    let alg_none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", parts[1]);
+    for (what, value) in [
+        ("forged", forged.as_str()),
+        ("tampered signature", &tampered_sig),
+        ("tampered payload", &tampered_payload),
+        ("alg none", &alg_none),
+        ("garbage", "not-a-cookie"),
+    ] {
+        b.set_cookie(FLOW_COOKIE, Some(value));
+        let msg = assert_callback_refused(b.callback(&flow).await, StatusCode::UNAUTHORIZED).await;
+        assert!(msg.contains("invalid"), "{what}: {msg}");
+    }
+    assert_no_redemption(&idp, &b);
+}
+
+#[tokio::test]
+async fn state_cannot_be_replayed_after_a_success() {
+    let idp = idp().await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    let flow = b.authorize(&idp, "").await;
+    assert_logged_in(&b.callback(&flow).await, UI);
+    assert_eq!(idp.count("/token"), 1);
+    // Same URL, same (replayed) flow cookie, in a fresh browser.
+    b.set_cookie("token", None);
+    b.set_cookie(FLOW_COOKIE, Some(&flow.flow_cookie));
+    let msg = assert_callback_refused(b.callback(&flow).await, StatusCode::UNAUTHORIZED).await;
+    assert!(msg.contains("already used"), "{msg}");
+    assert_eq!(
+        idp.count("/token"),
+        1,
+        "the replay reached the token endpoint"
+    );
+    assert_eq!(b.cookie("token"), None);
+}
+
+#[tokio::test]
+async fn state_cannot_be_replayed_after_a_failure() {
+    let idp = idp().await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    let flow = b.authorize(&idp, "").await;
+    idp.set_misbehaviour(Misbehaviour::TokenHttpError(500));
+    assert_callback_refused(b.callback(&flow).await, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(idp.count("/token"), 1);
+    idp.set_misbehaviour(Misbehaviour::None);
+    b.set_cookie(FLOW_COOKIE, Some(&flow.flow_cookie));
+    let msg = assert_callback_refused(b.callback(&flow).await, StatusCode::UNAUTHORIZED).await;
+    assert!(msg.contains("already used"), "{msg}");
+    assert_eq!(idp.count("/token"), 1);
+    assert_eq!(b.cookie("token"), None);
+}
+
+#[tokio::test]
+async fn expired_flow_is_refused() {
+    let idp = idp().await;
+    let clock = Clock::manual();
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp).clock(clock.clone())));
+    let flow = b.authorize(&idp, "").await;
+    clock.advance(601);
+    let msg = assert_callback_refused(b.callback(&flow).await, StatusCode::UNAUTHORIZED).await;
+    assert!(msg.contains("expired"), "{msg}");
+    assert_no_redemption(&idp, &b);
+}
+
+#[tokio::test]
+async fn idp_error_is_reported_escaped_without_redeeming_anything() {
+    let idp = idp().await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    idp.set_misbehaviour(Misbehaviour::AuthorizeError("access_denied".into()));
+    let flow = b.authorize(&idp, "").await;
+    assert_eq!(
+        flow.callback_param("error").as_deref(),
+        Some("access_denied")
+    );
+    let msg = assert_callback_refused(b.callback(&flow).await, StatusCode::UNAUTHORIZED).await;
+    assert!(msg.contains("access_denied"), "{msg}");
+    assert_no_redemption(&idp, &b);
+
+    idp.set_misbehaviour(Misbehaviour::AuthorizeError(
+        "<script>alert(1)</script>".into(),
+    ));
+    let flow = b.authorize(&idp, "").await;
+    let msg = assert_callback_refused(b.callback(&flow).await, StatusCode::UNAUTHORIZED).await;
+    assert!(!msg.contains("script>"), "{msg}");
+    assert_no_redemption(&idp, &b);
+}
+
+#[tokio::test]
+async fn wrong_iss_parameter_is_refused() {
+    let idp = idp().await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    idp.set_misbehaviour(Misbehaviour::WrongIssParameter);
+    let flow = b.authorize(&idp, "").await;
+    assert_ne!(flow.callback_param("iss"), Some(idp.issuer()));
+    let msg = assert_callback_refused(b.callback(&flow).await, StatusCode::UNAUTHORIZED).await;
+    assert!(msg.contains("issuer"), "{msg}");
+    assert_no_redemption(&idp, &b);
+}
+
+#[tokio::test]
+async fn missing_iss_parameter_is_refused_when_advertised() {
+    let idp = idp().await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    idp.set_misbehaviour(Misbehaviour::MissingIssParameter);
+    let flow = b.authorize(&idp, "").await;
+    assert_eq!(flow.callback_param("iss"), None);
+    let msg = assert_callback_refused(b.callback(&flow).await, StatusCode::UNAUTHORIZED).await;
+    assert!(msg.contains("issuer"), "{msg}");
+    assert_no_redemption(&idp, &b);
+}
+
+#[tokio::test]
+async fn missing_iss_parameter_is_fine_when_not_advertised() {
+    let idp = MockIdp::builder()
+        .iss_parameter(false)
+        .start()
+        .await
+        .unwrap();
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    let flow = b.authorize(&idp, "").await;
+    assert_eq!(flow.callback_param("iss"), None);
+    assert_logged_in(&b.callback(&flow).await, UI);
+}
+
+#[tokio::test]
+async fn duplicate_callback_parameters_are_refused() {
+    let idp = idp().await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    let flow = b.authorize(&idp, "").await;
+    let target = flow.callback_target();
+    for extra in [
+        "&code=attacker-code",
+        "&state=other",
+        "&iss=https%3A%2F%2Fevil.example.com",
+    ] {
+        let res = b.get(&format!("{target}{extra}")).await;
+        let msg = assert_refused(res, StatusCode::BAD_REQUEST).await;
+        assert!(msg.contains("more than once"), "{msg}");
+    }
+    assert_no_redemption(&idp, &b);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token endpoint
+
+/// A login whose token call fails with `m`: 401, one token call, no userinfo, no session.
+async fn token_refusal(m: Misbehaviour) -> String {
+    let idp = idp().await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    let flow = b.authorize(&idp, "").await;
+    idp.set_misbehaviour(m);
+    let msg = assert_callback_refused(b.callback(&flow).await, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(idp.count("/token"), 1);
+    assert_eq!(idp.count("/userinfo"), 0);
+    assert_eq!(b.cookie("token"), None);
+    assert!(!msg.contains('{'), "raw body echoed: {msg}");
+    assert!(!msg.contains(flow.callback_param("code").unwrap().as_str()));
+    msg
+}
+
+#[tokio::test]
+async fn token_http_error_is_refused() {
+    let msg = token_refusal(Misbehaviour::TokenHttpError(500)).await;
+    assert!(msg.contains("500"), "{msg}");
+}
+
+#[tokio::test]
+async fn token_error_in_a_200_body_is_refused() {
+    let msg = token_refusal(Misbehaviour::TokenErrorInBody).await;
+    assert!(msg.contains("invalid_grant"), "{msg}");
+}
+
+#[tokio::test]
+async fn token_garbage_is_refused() {
+    let msg = token_refusal(Misbehaviour::TokenGarbage).await;
+    assert!(msg.contains("JSON"), "{msg}");
+}
+
+#[tokio::test]
+async fn token_json_that_is_not_an_object_is_refused() {
+    token_refusal(Misbehaviour::TokenNotObject).await;
+}
+
+#[tokio::test]
+async fn token_without_access_token_is_refused() {
+    let msg = token_refusal(Misbehaviour::TokenMissingAccessToken).await;
+    assert!(msg.contains("access_token"), "{msg}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// ID token
+
+/// A login whose id_token is bad in the way `m` says: 401, no userinfo call, no session.
+async fn id_token_refusal(m: Misbehaviour) -> (MockIdp, String) {
+    let idp = idp().await;
+    let store = MemoryUserStore::new();
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp).user_store(store.clone())));
+    let flow = b.authorize(&idp, "").await;
+    idp.set_misbehaviour(m);
+    let msg = assert_callback_refused(b.callback(&flow).await, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(idp.count("/token"), 1);
+    assert_eq!(idp.count("/userinfo"), 0, "{:?}", idp.requests());
+    assert_eq!(b.cookie("token"), None);
+    assert_eq!(store.user_count(), 0);
+    assert!(msg.contains("id_token"), "{msg}");
+    (idp, msg)
+}
+
+macro_rules! id_token_refused {
+    ($($name:ident: $m:expr;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            id_token_refusal($m).await;
+        }
+    )*};
+}
+
+id_token_refused! {
+    id_token_wrong_issuer_is_refused: Misbehaviour::WrongIssuer;
+    id_token_wrong_audience_is_refused: Misbehaviour::WrongAudience;
+    id_token_extra_audience_is_refused: Misbehaviour::ExtraAudience;
+    id_token_bad_signature_is_refused: Misbehaviour::BadSignature;
+    id_token_expired_is_refused: Misbehaviour::Expired;
+    id_token_issued_in_the_future_is_refused: Misbehaviour::IssuedInFuture;
+    id_token_without_iat_is_refused: Misbehaviour::MissingIat;
+    id_token_without_sub_is_refused: Misbehaviour::MissingSub;
+    id_token_nonce_mismatch_is_refused: Misbehaviour::NonceMismatch;
+    id_token_without_nonce_is_refused: Misbehaviour::MissingNonce;
+    id_token_alg_none_is_refused: Misbehaviour::AlgNone;
+}
+
+#[tokio::test]
+async fn id_token_with_unknown_kid_refetches_the_jwks_once_then_is_refused() {
+    let (idp, _) = id_token_refusal(Misbehaviour::UnknownKid).await;
+    assert_eq!(idp.count("/jwks"), 2, "{:?}", idp.requests());
+}
+
+#[tokio::test]
+async fn id_token_without_kid_is_verified_with_the_only_key() {
+    let idp = idp().await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    idp.set_misbehaviour(Misbehaviour::NoKid);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+}
+
+#[tokio::test]
+async fn key_rotation_refetches_the_jwks_once_and_logs_in() {
+    let idp = idp().await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(idp.count("/jwks"), 1);
+    let old = idp.current_kid();
+    idp.rotate_keys();
+    assert_ne!(idp.current_kid(), old);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(idp.count("/jwks"), 2);
+    // The refreshed set is used from then on.
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(idp.count("/jwks"), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Userinfo
+
+#[tokio::test]
+async fn userinfo_with_another_sub_is_refused() {
+    let idp = idp().await;
+    let store = MemoryUserStore::new();
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp).user_store(store.clone())));
+    idp.set_misbehaviour(Misbehaviour::UserinfoWrongSub);
+    let msg = assert_callback_refused(b.login(&idp, "").await, StatusCode::UNAUTHORIZED).await;
+    assert!(msg.contains("sub"), "{msg}");
+    assert_eq!(idp.count("/userinfo"), 1);
+    assert_eq!(store.user_count(), 0);
+}
+
+#[tokio::test]
+async fn userinfo_error_falls_back_to_the_id_token_claims() {
+    let idp = idp_with(carol()).await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    idp.set_misbehaviour(Misbehaviour::UserinfoError(503));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(idp.count("/userinfo"), 1);
+    let id = b.whoami().await;
+    assert_eq!(id["user_id"], "carol");
+    assert_eq!(id["email"], "carol.jones@example.com");
+}
+
+#[tokio::test]
+async fn empty_userinfo_falls_back_to_the_id_token_claims() {
+    let idp = idp_with(carol()).await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    idp.set_misbehaviour(Misbehaviour::UserinfoEmpty);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(idp.count("/userinfo"), 1);
+    let id = b.whoami().await;
+    assert_eq!(id["user_id"], "carol");
+    assert_eq!(id["email"], "carol.jones@example.com");
+}
+
+#[tokio::test]
+async fn without_an_id_token_the_identity_comes_from_userinfo() {
+    let idp = idp_with(carol()).await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    // Without an id_token the identity must come from userinfo alone.
+    idp.set_misbehaviour(Misbehaviour::NoIdToken);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(b.whoami().await["user_id"], "carol");
+}
+
+// ---------------------------------------------------------------------------------------------
+// An unreliable IdP
+
+#[tokio::test]
+async fn slow_idp_gives_a_clear_502() {
+    let idp = idp().await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp).http_client_config(
+        HttpClientConfig {
+            timeout: Duration::from_millis(500),
+            ..Default::default()
+        },
+    )));
+    let flow = b.authorize(&idp, "").await;
+    idp.set_misbehaviour(Misbehaviour::Slow(Duration::from_secs(3)));
+    let started = std::time::Instant::now();
+    let res = b.callback(&flow).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_flow_cookie_cleared(&res);
+    let msg = assert_refused(res, StatusCode::BAD_GATEWAY).await;
+    assert!(msg.contains("in time"), "{msg}");
+}
+
+#[tokio::test]
+async fn idp_down_at_the_callback_gives_502() {
+    let idp = idp().await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    let flow = b.authorize(&idp, "").await;
+    idp.clone().shutdown().await;
+    let res = b.callback(&flow).await;
+    assert_flow_cookie_cleared(&res);
+    let status = res.status();
+    assert!(
+        status == StatusCode::BAD_GATEWAY || status == StatusCode::SERVICE_UNAVAILABLE,
+        "{status}"
+    );
+    assert_refused(res, status).await;
+}
+
+#[tokio::test]
+async fn discovery_issuer_mismatch_fails_login_start_and_is_retried() {
+    let idp = idp().await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    idp.set_misbehaviour(Misbehaviour::DiscoveryIssuerMismatch);
+    let res = b.get("/sso/key/generate").await;
+    assert_eq!(cookie_value(&res, FLOW_COOKIE), None);
+    let msg = assert_refused(res, StatusCode::BAD_GATEWAY).await;
+    assert!(msg.contains("issuer"), "{msg}");
+    assert_eq!(idp.count("/authorize"), 0);
+    idp.set_misbehaviour(Misbehaviour::None);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(idp.count("/.well-known/openid-configuration"), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Claims and access policy through the whole flow
+
+fn bob(email: &str) -> MockUser {
+    MockUser::new("bob")
+        .claim("preferred_username", "bob")
+        .claim("email", email)
+}
+
+#[tokio::test]
+async fn allowed_email_domains_refuse_before_the_user_is_stored() {
+    let idp = MockIdp::builder()
+        .user(bob("bob@evil.com"))
+        .user(MockUser::alice())
+        .start()
+        .await
+        .unwrap();
+    let store = MemoryUserStore::new();
+    let layer = layer(
+        flow_builder(&idp)
+            .allowed_email_domains(["Example.com"])
+            .user_store(store.clone()),
+    );
+    let mut b = Browser::for_layer(&layer);
+    let msg = assert_callback_refused(b.login(&idp, "").await, StatusCode::UNAUTHORIZED).await;
+    assert!(msg.contains("not an allowed email domain"), "{msg}");
+    assert_eq!(store.user_count(), 0);
+    assert_eq!(store.team_count(), 0);
+    idp.select_user("alice");
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(store.user_count(), 1);
+}
+
+fn groups_claims() -> ClaimMapping {
+    ClaimMapping {
+        team_ids_field: Some("groups".into()),
+        ..ClaimMapping::default()
+    }
+}
+
+#[tokio::test]
+async fn restricted_sso_group_needs_the_group() {
+    let idp = MockIdp::builder()
+        .user(bob("bob@example.com").claim("groups", json!(["devs"])))
+        .user(MockUser::alice().claim("groups", json!(["devs", "llm-users"])))
+        .start()
+        .await
+        .unwrap();
+    let store = MemoryUserStore::new();
+    let layer = layer(
+        builder()
+            .provider(oidc(&idp).claims(groups_claims()))
+            .ui_access_mode(UiAccessMode::RestrictedSsoGroup {
+                group: "llm-users".into(),
+                field: Some("groups".into()),
+            })
+            .user_store(store.clone()),
+    );
+    let mut b = Browser::for_layer(&layer);
+    let res = b.login(&idp, "").await;
+    let status = res.status();
+    assert!(status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED);
+    let msg = assert_callback_refused(res, status).await;
+    assert!(!msg.contains("devs"), "groups leaked: {msg}");
+    assert_eq!(store.user_count(), 0);
+
+    idp.select_user("alice");
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let teams = b.whoami().await["team_ids"].clone();
+    assert!(
+        teams.as_array().unwrap().contains(&json!("llm-users")),
+        "{teams}"
+    );
+}
+
+#[tokio::test]
+async fn admin_only_refuses_a_user_and_admits_the_proxy_admin() {
+    let idp = idp().await;
+    let store = MemoryUserStore::new();
+    let mut b = Browser::for_layer(&layer(
+        flow_builder(&idp)
+            .ui_access_mode(UiAccessMode::AdminOnly)
+            .user_store(store.clone()),
+    ));
+    let res = b.login(&idp, "").await;
+    let status = res.status();
+    assert!(status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED);
+    assert_callback_refused(res, status).await;
+    assert_eq!(store.user_count(), 0, "refused user was stored");
+
+    let mut b = Browser::for_layer(&layer(
+        flow_builder(&idp)
+            .ui_access_mode(UiAccessMode::AdminOnly)
+            .proxy_admin_id("alice"),
+    ));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let id = b.whoami().await;
+    assert_eq!(id["user_id"], "alice");
+    assert_eq!(id["role"], "proxy_admin");
+}
+
+#[tokio::test]
+async fn admin_only_admits_a_user_stored_as_admin() {
+    let idp = idp().await;
+    let store = MemoryUserStore::new();
+    let admin = UserRecord {
+        user_id: "alice".into(),
+        email: Some("alice@example.com".into()),
+        role: UserRole::ProxyAdminViewer,
+        teams: vec![],
+        models: vec!["gpt-4o".into()],
+        max_budget: None,
+        budget_duration: None,
+        metadata: serde_json::Map::new(),
+    };
+    store
+        .clone()
+        .oneshot(StoreRequest::InsertUser(admin))
+        .await
+        .unwrap();
+    let mut b = Browser::for_layer(&layer(
+        flow_builder(&idp)
+            .ui_access_mode(UiAccessMode::AdminOnly)
+            .user_store(store.clone()),
+    ));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(b.whoami().await["role"], "proxy_admin_viewer");
+    let user = stored_user(&store, "alice").await.unwrap();
+    assert_eq!(user.role, UserRole::ProxyAdminViewer);
+    assert_eq!(user.models, vec!["gpt-4o".to_owned()]);
+}
+
+#[tokio::test]
+async fn role_mappings_turn_groups_into_the_highest_role() {
+    let idp = idp_with(MockUser::alice().claim("groups", json!(["devs", "admins"]))).await;
+    let store = MemoryUserStore::new();
+    let mappings = RoleMappings {
+        group_claim: "groups".into(),
+        default_role: Some(UserRole::InternalUserViewer),
+        roles: BTreeMap::from([
+            (UserRole::ProxyAdmin, vec!["admins".to_owned()]),
+            (UserRole::InternalUser, vec!["devs".to_owned()]),
+        ]),
+    };
+    let claims = ClaimMapping {
+        role_mappings: Some(mappings),
+        ..ClaimMapping::default()
+    };
+    let mut b = Browser::for_layer(&layer(
+        builder()
+            .provider(oidc(&idp).claims(claims))
+            .user_store(store.clone()),
+    ));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(b.whoami().await["role"], "proxy_admin");
+    let user = stored_user(&store, "alice").await.unwrap();
+    assert_eq!(user.role, UserRole::ProxyAdmin);
+}
+
+#[tokio::test]
+async fn keycloak_roles_and_teams_from_the_access_token() {
+    let keycloak_user = || {
+        MockUser::alice()
+            .access_token_claim("realm_access", json!({ "roles": ["admins"] }))
+            .access_token_claim("groups", json!(["team-kc"]))
+    };
+    let claims = ClaimMapping {
+        team_ids_field: Some("groups".into()),
+        role_mappings: Some(RoleMappings {
+            group_claim: "realm_access.roles".into(),
+            default_role: None,
+            roles: BTreeMap::from([(UserRole::ProxyAdmin, vec!["admins".to_owned()])]),
+        }),
+        ..ClaimMapping::default()
+    };
+    let idp = MockIdp::builder()
+        .access_token_jwt(true)
+        .user(keycloak_user())
+        .start()
+        .await
+        .unwrap();
+    let mut b = Browser::for_layer(&layer(
+        builder().provider(oidc(&idp).claims(claims.clone())),
+    ));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let id = b.whoami().await;
+    assert_eq!(id["role"], "proxy_admin");
+    assert_eq!(id["team_ids"], json!(["team-kc"]));
+
+    // Opaque access tokens are skipped without error: no role, no teams.
+    let idp = idp_with(keycloak_user()).await;
+    let mut b = Browser::for_layer(&layer(builder().provider(oidc(&idp).claims(claims))));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let id = b.whoami().await;
+    assert_eq!(id["role"], "internal_user_viewer");
+    assert_eq!(id["team_ids"], json!([]));
+}
+
+#[tokio::test]
+async fn pkce_is_sent_by_default_and_verified_at_the_token_endpoint() {
+    let idp = idp().await;
+    let (http, seen) = recording_client(&HttpClientConfig::default());
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp).http_client(http)));
+    let flow = b.authorize(&idp, "").await;
+    assert!(flow.authorize_param("code_challenge").is_some());
+    assert_logged_in(&b.callback(&flow).await, UI);
+    let token = seen_to(&seen, "/token");
+    assert_eq!(token.len(), 1);
+    assert!(
+        token[0].body.contains("code_verifier="),
+        "{}",
+        token[0].body
+    );
+    // client_secret_basic by default: credentials in the header, never in the body.
+    assert!(
+        token[0].headers[http::header::AUTHORIZATION]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic ")
+    );
+    assert!(!token[0].body.contains("client_secret"));
+}
+
+#[tokio::test]
+async fn pkce_off_sends_no_challenge_and_still_logs_in() {
+    let idp = MockIdp::builder()
+        .require_pkce(false)
+        .start()
+        .await
+        .unwrap();
+    let (http, seen) = recording_client(&HttpClientConfig::default());
+    let mut b = Browser::for_layer(&layer(
+        builder().provider(oidc(&idp).pkce(false)).http_client(http),
+    ));
+    let flow = b.authorize(&idp, "").await;
+    assert_eq!(flow.authorize_param("code_challenge"), None);
+    assert_eq!(flow.authorize_param("code_challenge_method"), None);
+    assert_logged_in(&b.callback(&flow).await, UI);
+    let token = seen_to(&seen, "/token");
+    assert_eq!(token.len(), 1);
+    assert!(
+        !token[0].body.contains("code_verifier"),
+        "{}",
+        token[0].body
+    );
+}
+
+#[tokio::test]
+async fn client_secret_post_and_extra_token_headers() {
+    let idp = MockIdp::builder()
+        .client_auth(ClientAuth::Post)
+        .start()
+        .await
+        .unwrap();
+    let (http, seen) = recording_client(&HttpClientConfig::default());
+    let mut b = Browser::for_layer(&layer(
+        builder()
+            .provider(
+                oidc(&idp)
+                    .client_auth(ClientAuthMethod::Post)
+                    .token_header("X-Tenant", "acme"),
+            )
+            .http_client(http),
+    ));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let token = seen_to(&seen, "/token");
+    assert_eq!(token.len(), 1);
+    assert!(token[0].headers.get(http::header::AUTHORIZATION).is_none());
+    assert!(
+        token[0].body.contains("client_secret=test-secret"),
+        "{}",
+        token[0].body
+    );
+    assert!(token[0].body.contains("client_id=tower-sso-test"));
+    assert_eq!(token[0].headers["x-tenant"], "acme");
+    // Userinfo gets the bearer token, not the extra header.
+    let userinfo = seen_to(&seen, "/userinfo");
+    assert_eq!(userinfo.len(), 1);
+    assert!(userinfo[0].headers.get("x-tenant").is_none());
+
+    // The same provider refuses client_secret_basic: the login fails cleanly.
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    assert_callback_refused(b.login(&idp, "").await, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn from_env_vars_logs_in() {
+    let idp = idp_with(carol()).await;
+    let mut vars: BTreeMap<String, String> = idp.env_vars().into_iter().collect();
+    vars.insert("PROXY_BASE_URL".into(), BASE_URL.into());
+    vars.insert("LITELLM_MASTER_KEY".into(), SECRET.into());
+    let layer = SsoLayerBuilder::from_env_vars(|k| vars.get(k).cloned())
+        .build()
+        .expect("env config");
+    assert_eq!(layer.callback_url(), CALLBACK_URL);
+    let mut b = Browser::for_layer(&layer);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let id = b.whoami().await;
+    assert_eq!(id["user_id"], "carol");
+    assert_eq!(id["provider"], "generic");
+    // The id_token was verified with keys found by discovery.
+    assert_eq!(idp.count("/jwks"), 1);
+}
