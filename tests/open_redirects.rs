@@ -6,8 +6,6 @@ mod common;
 
 use common::*;
 use http::StatusCode;
-use tower_sso::SsoLayer;
-use tower_sso::provider::Provider;
 use tower_sso::testing::MockIdp;
 
 const CORPUS: &str = include_str!("data/openredirects.txt");
@@ -39,22 +37,15 @@ fn query_unescape(s: &str) -> Vec<u8> {
     out
 }
 
-/// The login start path with `return_to` set to exactly these bytes (percent-encoded again).
-fn login_path(return_to: &[u8]) -> String {
+/// The login start query with `return_to` set to exactly these bytes (percent-encoded again).
+fn return_to_query(return_to: &[u8]) -> String {
     let encoded: String = url::form_urlencoded::byte_serialize(return_to).collect();
-    format!("/sso/key/generate?return_to={encoded}")
+    format!("return_to={encoded}")
 }
 
 async fn setup() -> (MockIdp, App) {
     let idp = MockIdp::start().await.expect("start MockIdp");
-    let layer = SsoLayer::builder()
-        .base_url(BASE_URL)
-        .session_secret(SECRET)
-        .provider(Provider::oidc(
-            idp.issuer(),
-            idp.client_id(),
-            idp.client_secret(),
-        ))
+    let layer = flow_builder(&idp)
         .allowed_redirect_domains([ALLOWED_DOMAIN])
         .build()
         .expect("valid config");
@@ -66,9 +57,8 @@ async fn setup() -> (MockIdp, App) {
 fn unescape_and_reencode_round_trip() {
     assert_eq!(query_unescape("a+b%2Fc%zz%4"), b"a b/c%zz%4");
     assert_eq!(query_unescape("%E3%80%82%ff"), b"\xe3\x80\x82\xff");
-    let path = login_path(b"/a b&c=%\t");
-    assert_eq!(path, "/sso/key/generate?return_to=%2Fa+b%26c%3D%25%09");
-    let query = path.split_once('?').unwrap().1;
+    let query = return_to_query(b"/a b&c=%\t");
+    assert_eq!(query, "return_to=%2Fa+b%26c%3D%25%09");
     let parsed: Vec<_> = url::form_urlencoded::parse(query.as_bytes()).collect();
     assert_eq!(parsed.len(), 1);
     assert_eq!(parsed[0].1, "/a b&c=%\t");
@@ -77,7 +67,6 @@ fn unescape_and_reencode_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_redirect_corpus_lands_on_our_ui() {
     let (idp, app) = setup().await;
-    let client = http_client();
     let payloads: Vec<(&str, Vec<u8>)> = CORPUS
         .lines()
         .map(|line| (line, query_unescape(line)))
@@ -87,7 +76,9 @@ async fn open_redirect_corpus_lands_on_our_ui() {
     let started = std::time::Instant::now();
     let mut escaped = Vec::new();
     for (line, payload) in &payloads {
-        let res = mock_login(&app, &client, &login_path(payload)).await;
+        let res = Browser::new(app.clone())
+            .login(&idp, &return_to_query(payload))
+            .await;
         let target = location(&res);
         let logged_in = cookie_value(&res, "token").is_some();
         if res.status() != StatusCode::SEE_OTHER || target != UI_PATH || !logged_in {
@@ -117,13 +108,14 @@ async fn open_redirect_corpus_lands_on_our_ui() {
 #[tokio::test]
 async fn allowed_return_targets_are_honoured() {
     let (idp, app) = setup().await;
-    let client = http_client();
     for target in [
         "https://www.whitelisteddomain.tld/ok",
         "http://www.whitelisteddomain.tld/ok?x=1#y",
         "/dashboard?tab=keys",
     ] {
-        let res = mock_login(&app, &client, &login_path(target.as_bytes())).await;
+        let res = Browser::new(app.clone())
+            .login(&idp, &return_to_query(target.as_bytes()))
+            .await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{target}");
         assert_eq!(location(&res), target);
         assert!(cookie_value(&res, "token").is_some(), "{target}");
