@@ -928,3 +928,49 @@ async fn from_env_vars_logs_in() {
     // The id_token was verified with keys found by discovery.
     assert_eq!(idp.count("/jwks"), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Microsoft Entra ID: Graph `/me` as the profile (no `sub` check), UPN with `mail` fallback.
+
+fn microsoft_at(idp: &MockIdp) -> tower_sso::provider::Provider {
+    tower_sso::provider::Provider::microsoft(idp.client_id(), idp.client_secret(), Some("tenant-1"))
+        .authorization_endpoint(format!("{}/authorize", idp.issuer()))
+        .token_endpoint(format!("{}/token", idp.issuer()))
+        .userinfo_endpoint(format!("{}/userinfo", idp.issuer()))
+}
+
+#[tokio::test]
+async fn microsoft_profile_maps_graph_attributes() {
+    let idp = idp_with(
+        MockUser::new("aad-subject")
+            .claim("id", "msft123")
+            .claim("userPrincipalName", "Test.User@Example.com")
+            .claim("displayName", "Test User")
+            .claim("givenName", "Test")
+            .claim("surname", "User"),
+    )
+    .await;
+    let layer = layer(builder().provider(microsoft_at(&idp)));
+    let mut b = Browser::for_layer(&layer);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let id = b.whoami().await;
+    assert_eq!(id["user_id"], "msft123");
+    assert_eq!(id["email"], "test.user@example.com");
+    assert_eq!(id["display_name"], "Test User");
+    assert_eq!(id["provider"], "microsoft");
+}
+
+#[tokio::test]
+async fn microsoft_profile_without_upn_falls_back_to_mail() {
+    let idp = idp_with(
+        MockUser::new("aad-subject")
+            .claim("id", "msft456")
+            .claim("mail", "Microsoft_User@Example.com")
+            .claim("displayName", "Microsoft User"),
+    )
+    .await;
+    let layer = layer(builder().provider(microsoft_at(&idp)));
+    let mut b = Browser::for_layer(&layer);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(b.whoami().await["email"], "microsoft_user@example.com");
+}

@@ -23,6 +23,7 @@ use crate::oidc::{
 };
 use crate::policy::UiAccessMode;
 use crate::provider::ClientAuthMethod;
+use crate::provider::ProviderKind;
 use crate::session::{NewSession, find_cookie};
 
 /// Clock skew tolerated on id_token times.
@@ -181,7 +182,11 @@ async fn run(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, Ss
     if let Some(endpoint) = &resolved.userinfo_endpoint {
         match fetch_userinfo(provider.http(), endpoint, &tokens.access_token).await {
             Ok(Some(info)) => {
-                check_userinfo_sub(&info, id_sub.as_deref())?;
+                // Microsoft's profile comes from Graph `/me`, which is not an OpenID userinfo
+                // endpoint and carries no `sub` (its `id` is the object id).
+                if config.kind() != ProviderKind::Microsoft {
+                    check_userinfo_sub(&info, id_sub.as_deref())?;
+                }
                 for (k, v) in info {
                     claims.insert(k, v);
                 }
@@ -205,6 +210,13 @@ async fn run(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, Ss
 
     // 8. Claims to user.
     let mut user = config.claims.map(&claims, config.provider_name());
+    if config.kind() == ProviderKind::Microsoft && user.email.is_none() {
+        // Graph users without a UPN-style e-mail fall back to `mail` (upstream behaviour).
+        user.email = claims
+            .get("mail")
+            .and_then(Value::as_str)
+            .map(str::to_lowercase);
+    }
     config
         .claims
         .apply_access_token(&mut user, &tokens.access_token);
