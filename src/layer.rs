@@ -108,6 +108,18 @@ impl SsoLayer {
     pub fn callback_url(&self) -> &str {
         &self.shared.callback_url
     }
+
+    /// The callback URL of the provider named `name`: the first provider uses
+    /// [`callback_url`](Self::callback_url), every other one `{base}{root}/sso/callback/{name}`, so
+    /// that a code can only be redeemed with the provider the login was started with (mix-up
+    /// defence, RFC 9700 §4.4). `None` for an unknown name.
+    pub fn callback_url_for(&self, name: &str) -> Option<&str> {
+        self.shared
+            .providers
+            .iter()
+            .find(|p| p.config.provider_name() == name)
+            .map(|p| p.callback_url.as_str())
+    }
 }
 
 /// The layer's own endpoint paths.
@@ -548,7 +560,15 @@ impl SsoLayerBuilder {
         let providers = self
             .providers
             .into_iter()
-            .map(|pc| ProviderRuntime::new(pc, http.clone(), clock.clone()))
+            .enumerate()
+            .map(|(i, pc)| {
+                let url = if i == 0 {
+                    callback_url.clone()
+                } else {
+                    format!("{callback_url}/{}", pc.provider_name())
+                };
+                ProviderRuntime::new(pc, http.clone(), clock.clone(), url)
+            })
             .collect();
         let shared = Shared {
             base_url: base,

@@ -1,7 +1,7 @@
 //! A provider at run time: its configuration plus what discovery found (resolved once, lazily,
 //! retried after a failure) and its JWKS cache.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
@@ -25,18 +25,33 @@ pub(crate) struct Resolved {
 
 pub(crate) struct ProviderRuntime {
     pub(crate) config: Provider,
+    /// The redirect URI registered for this provider.
+    pub(crate) callback_url: String,
     http: HttpClient,
     clock: Clock,
     resolved: OnceCell<Arc<Resolved>>,
+    /// The last failed discovery: for [`RETRY_AFTER_SECS`] every caller fails at once with it instead
+    /// of queueing for its own attempt against an IdP that is down.
+    failed: Mutex<Option<(u64, SsoError)>>,
 }
 
+/// How long a failed discovery is remembered before it is tried again.
+const RETRY_AFTER_SECS: u64 = 10;
+
 impl ProviderRuntime {
-    pub(crate) fn new(config: Provider, http: HttpClient, clock: Clock) -> Self {
+    pub(crate) fn new(
+        config: Provider,
+        http: HttpClient,
+        clock: Clock,
+        callback_url: String,
+    ) -> Self {
         Self {
             config,
+            callback_url,
             http,
             clock,
             resolved: OnceCell::new(),
+            failed: Mutex::new(None),
         }
     }
 
@@ -46,10 +61,35 @@ impl ProviderRuntime {
 
     /// The endpoints, running discovery the first time (a failed discovery is retried next time).
     pub(crate) async fn resolve(&self) -> Result<Arc<Resolved>, SsoError> {
-        self.resolved
+        if let Some(r) = self.resolved.get() {
+            return Ok(r.clone());
+        }
+        if let Some(err) = self.recent_failure() {
+            return Err(err);
+        }
+        let result = self
+            .resolved
             .get_or_try_init(|| self.build())
             .await
-            .cloned()
+            .cloned();
+        if let Err(e) = &result {
+            let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+            *failed = Some((self.clock.now(), e.clone()));
+        }
+        result
+    }
+
+    /// The endpoints if discovery already succeeded; never waits for the IdP.
+    pub(crate) fn resolved_now(&self) -> Option<Arc<Resolved>> {
+        self.resolved.get().cloned()
+    }
+
+    fn recent_failure(&self) -> Option<SsoError> {
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        failed
+            .as_ref()
+            .filter(|(at, _)| self.clock.now().saturating_sub(*at) < RETRY_AFTER_SECS)
+            .map(|(_, e)| e.clone())
     }
 
     async fn build(&self) -> Result<Arc<Resolved>, SsoError> {
@@ -80,10 +120,19 @@ impl ProviderRuntime {
             &c.userinfo_endpoint,
             meta.as_ref().and_then(|m| m.userinfo_endpoint.as_ref()),
         );
+        // Logout redirects the browser here: an endpoint that breaks the IdP URL rules is dropped
+        // (logout then falls back to the root path) rather than followed.
         let end_session_endpoint = pick(
             &c.end_session_endpoint,
             meta.as_ref().and_then(|m| m.end_session_endpoint.as_ref()),
-        );
+        )
+        .filter(|url| match crate::config::check_idp_url(url) {
+            Ok(_) => true,
+            Err(problem) => {
+                tracing::warn!(provider = %c.name, %problem, "end-session endpoint ignored");
+                false
+            }
+        });
         let jwks_uri = pick(&c.jwks_uri, meta.as_ref().and_then(|m| m.jwks_uri.as_ref()));
         // Endpoints learned by discovery obey the same rule as configured ones.
         for url in [

@@ -148,12 +148,14 @@ async fn login_start_clears_an_old_session_cookie() {
     for attr in [
         "HttpOnly",
         "SameSite=Lax",
-        "Path=/sso",
+        // `__Host-` cookies must be Secure, host-only and at `Path=/`.
+        "Path=/",
         "Secure",
         "Max-Age=600",
     ] {
         assert!(flow.split("; ").any(|a| a == attr), "{attr}: {flow}");
     }
+    assert!(!flow.to_ascii_lowercase().contains("domain="), "{flow}");
     assert_eq!(b.cookie("token"), None);
 }
 
@@ -613,7 +615,8 @@ async fn idp_down_at_the_callback_gives_502() {
 #[tokio::test]
 async fn discovery_issuer_mismatch_fails_login_start_and_is_retried() {
     let idp = idp().await;
-    let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
+    let clock = Clock::manual();
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp).clock(clock.clone())));
     idp.set_misbehaviour(Misbehaviour::DiscoveryIssuerMismatch);
     let res = b.get("/sso/key/generate").await;
     assert_eq!(cookie_value(&res, FLOW_COOKIE), None);
@@ -621,6 +624,11 @@ async fn discovery_issuer_mismatch_fails_login_start_and_is_retried() {
     assert!(msg.contains("issuer"), "{msg}");
     assert_eq!(idp.count("/authorize"), 0);
     idp.set_misbehaviour(Misbehaviour::None);
+    // The failure is remembered for a few seconds: callers fail fast instead of queueing.
+    let res = b.get("/sso/key/generate").await;
+    assert_refused(res, StatusCode::BAD_GATEWAY).await;
+    assert_eq!(idp.count("/.well-known/openid-configuration"), 1);
+    clock.advance(11);
     assert_logged_in(&b.login(&idp, "").await, UI);
     assert_eq!(idp.count("/.well-known/openid-configuration"), 2);
 }
@@ -973,4 +981,129 @@ async fn microsoft_profile_without_upn_falls_back_to_mail() {
     let mut b = Browser::for_layer(&layer);
     assert_logged_in(&b.login(&idp, "").await, UI);
     assert_eq!(b.whoami().await["email"], "microsoft_user@example.com");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several providers: one redirect URI each, and a code only counts at its own provider's URI.
+
+#[tokio::test]
+async fn each_provider_has_its_own_redirect_uri_and_mix_up_is_refused() {
+    let idp_a = idp().await;
+    let idp_b = idp().await;
+    let layer = layer(
+        builder()
+            .provider(oidc(&idp_a).name("a"))
+            .provider(oidc(&idp_b).name("b")),
+    );
+    assert_eq!(layer.callback_url_for("a"), Some(CALLBACK_URL));
+    let b_uri = format!("{CALLBACK_URL}/b");
+    assert_eq!(layer.callback_url_for("b"), Some(b_uri.as_str()));
+    assert_eq!(layer.callback_url_for("c"), None);
+
+    let mut browser = Browser::for_layer(&layer);
+    let url = browser.start(&idp_b, "provider=b").await;
+    assert_eq!(
+        query_param(&url, "redirect_uri").as_deref(),
+        Some(b_uri.as_str())
+    );
+
+    // A login started with provider `a`, whose code is delivered to `b`'s redirect URI (as a
+    // provider mixing up responses would make the browser do), is refused before any redemption.
+    let mut browser = Browser::for_layer(&layer);
+    let flow = browser.authorize(&idp_a, "provider=a").await;
+    let target = flow
+        .callback_target()
+        .replace("/sso/callback?", "/sso/callback/b?");
+    let res = browser.get(&target).await;
+    let msg = assert_callback_refused(res, StatusCode::UNAUTHORIZED).await;
+    assert!(msg.contains("another identity provider"), "{msg}");
+    assert_eq!(idp_a.count("/token") + idp_b.count("/token"), 0);
+    // An unknown provider's callback path is not an endpoint.
+    assert_eq!(
+        browser
+            .get("/sso/callback/zzz?state=x&code=y")
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn two_flow_cookies_are_ambiguous_and_refused() {
+    let idp = idp().await;
+    let layer = layer(flow_builder(&idp));
+    let mut b = Browser::for_layer(&layer);
+    let flow = b.authorize(&idp, "").await;
+    // A second value for the flow cookie, as a sibling subdomain could plant one.
+    let target = flow.callback_target();
+    let req = get(
+        &target,
+        &[(
+            "cookie",
+            &format!("{FLOW_COOKIE}={}; {FLOW_COOKIE}=planted", flow.flow_cookie),
+        )],
+    );
+    let res = send(&b.app, req).await;
+    let msg = assert_callback_refused(res, StatusCode::UNAUTHORIZED).await;
+    assert!(msg.contains("several"), "{msg}");
+    assert_eq!(idp.count("/token"), 0);
+}
+
+#[tokio::test]
+async fn id_token_claims_are_checked_even_without_a_jwks() {
+    // Explicit endpoints, no issuer and so no keys (LiteLLM's classic GENERIC_* configuration):
+    // the signature cannot be checked, but audience, times, subject and nonce still are.
+    let idp = idp().await;
+    let provider = tower_sso::provider::Provider::generic(
+        idp.client_id(),
+        Some(idp.client_secret().to_owned()),
+    )
+    .authorization_endpoint(format!("{}/authorize", idp.issuer()))
+    .token_endpoint(format!("{}/token", idp.issuer()))
+    .userinfo_endpoint(format!("{}/userinfo", idp.issuer()));
+    let layer = layer(builder().provider(provider));
+    assert_logged_in(&Browser::for_layer(&layer).login(&idp, "").await, UI);
+    for m in [
+        Misbehaviour::WrongAudience,
+        Misbehaviour::Expired,
+        Misbehaviour::NonceMismatch,
+        Misbehaviour::MissingSub,
+    ] {
+        idp.set_misbehaviour(m.clone());
+        let res = Browser::for_layer(&layer).login(&idp, "").await;
+        let msg = assert_callback_refused(res, StatusCode::UNAUTHORIZED).await;
+        assert!(msg.starts_with("id_token rejected"), "{m:?}: {msg}");
+    }
+    assert_eq!(idp.count("/jwks"), 0);
+}
+
+#[tokio::test]
+async fn cross_site_logout_is_refused_and_logout_ends_at_the_idp() {
+    let idp = idp().await;
+    let layer = layer(flow_builder(&idp));
+    let mut b = Browser::for_layer(&layer);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let token = b.cookie("token").unwrap().to_owned();
+    let cookie = format!("token={token}");
+    let res = send(
+        &b.app,
+        get(
+            "/sso/logout",
+            &[("cookie", &cookie), ("sec-fetch-site", "cross-site")],
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(b.get("/whoami").await.status(), StatusCode::OK);
+    let res = send(
+        &b.app,
+        get(
+            "/sso/logout",
+            &[("cookie", &cookie), ("sec-fetch-site", "same-origin")],
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), format!("{}/logout", idp.issuer()));
+    assert_eq!(b.get("/whoami").await.status(), StatusCode::UNAUTHORIZED);
 }

@@ -85,7 +85,7 @@ fn assert_logged_in(res: &AppResponse, target: &str, provider: &NodeOidcProvider
     assert_eq!(location(res), target);
     let token = cookie_value(res, "token").expect("a session cookie");
     assert!(
-        cookie_value(res, FLOW_COOKIE).is_none(),
+        cookie_value(res, FLOW_COOKIE_HTTP).is_none(),
         "the flow cookie is cleared: {:?}",
         set_cookies(res)
     );

@@ -12,30 +12,32 @@ use http_body_util::Full;
 use serde_json::{Map, Value};
 
 use super::cookies::clear_cookie;
-use super::flow::{self, FLOW_COOKIE};
+use super::flow;
 use super::{append_cookie, param, query_params, see_other};
 use crate::error::SsoError;
 use crate::identity::{SsoUser, UserRole};
 use crate::layer::Shared;
 use crate::oidc::{
-    ClientAuth, IdTokenCheck, TokenRequest, check_userinfo_sub, exchange_code, fetch_userinfo,
-    verify_id_token,
+    ClientAuth, IdTokenCheck, TokenRequest, check_unverified_id_token, check_userinfo_sub,
+    exchange_code, fetch_userinfo, verify_id_token,
 };
 use crate::policy::UiAccessMode;
 use crate::provider::ClientAuthMethod;
 use crate::provider::ProviderKind;
-use crate::session::{NewSession, find_cookie};
+use crate::session::NewSession;
 
 /// Clock skew tolerated on id_token times.
 const LEEWAY_SECS: u64 = 60;
 
 pub(crate) async fn finish(
     shared: &Shared,
+    provider_index: usize,
     parts: &Parts,
 ) -> Result<Response<Full<Bytes>>, SsoError> {
     // The flow cookie is single use whatever happens next.
-    let clear_flow = clear_cookie(FLOW_COOKIE, &shared.paths.prefix, shared.cookie.secure);
-    let mut res = match run(shared, parts).await {
+    let (flow_name, flow_path) = flow::cookie_name_and_path(shared);
+    let clear_flow = clear_cookie(flow_name, flow_path, shared.cookie.secure);
+    let mut res = match run(shared, provider_index, parts).await {
         Ok(res) => res,
         Err(e) => {
             tracing::info!(status = %e.status(), reason = %e.message(), "SSO callback refused");
@@ -50,19 +52,18 @@ pub(crate) async fn finish(
     Ok(res)
 }
 
-async fn run(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, SsoError> {
+async fn run(
+    shared: &Shared,
+    provider_index: usize,
+    parts: &Parts,
+) -> Result<Response<Full<Bytes>>, SsoError> {
     let params = query_params(parts)?;
     let state = param(&params, "state")
         .filter(|s| !s.is_empty())
         .ok_or_else(|| SsoError::bad_request("missing state parameter").with_param("state"))?;
 
     // 1. This browser started this login.
-    let cookie = parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|h| find_cookie(h, FLOW_COOKIE));
+    let cookie = flow::cookie_from(shared, &parts.headers)?;
     let flow_id = flow::open(shared, cookie, state)?;
 
     // 2. The login is known, live and unused: take it (single use).
@@ -72,9 +73,15 @@ async fn run(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, Ss
     {
         return Err(SsoError::unauthorized("login state does not match").with_param("state"));
     }
-    let provider = shared.provider(Some(&record.provider)).ok_or_else(|| {
-        SsoError::unauthorized("the provider of this login is no longer configured")
-    })?;
+    // Mix-up defence (RFC 9700 §4.4.2): the code arrived at the redirect URI of the provider
+    // the login was started with, or it is refused before anything is redeemed.
+    let provider = shared
+        .providers
+        .get(provider_index)
+        .filter(|p| p.config.provider_name() == record.provider)
+        .ok_or_else(|| {
+            SsoError::unauthorized("this login was started with another identity provider")
+        })?;
     let resolved = provider.resolve().await?;
 
     // 3. Mix-up defence (RFC 9207).
@@ -126,7 +133,7 @@ async fn run(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, Ss
         &TokenRequest {
             token_endpoint: &resolved.token_endpoint,
             code,
-            redirect_uri: &shared.callback_url,
+            redirect_uri: &provider.callback_url,
             client_id: &config.client_id,
             client_secret: config.client_secret.as_deref(),
             auth: match config.client_auth {
@@ -143,31 +150,19 @@ async fn run(shared: &Shared, parts: &Parts) -> Result<Response<Full<Bytes>>, Ss
     let mut claims: Map<String, Value> = Map::new();
     let mut id_sub: Option<String> = None;
     if let Some(id_token) = tokens.id_token.as_deref() {
-        let id_claims = match (&resolved.jwks, &resolved.issuer) {
-            (Some(jwks), Some(issuer)) => {
-                verify_id_token(
-                    jwks,
-                    id_token,
-                    &IdTokenCheck {
-                        issuer,
-                        client_id: &config.client_id,
-                        nonce: Some(&record.nonce),
-                        now: shared.clock.now(),
-                        leeway: LEEWAY_SECS,
-                    },
-                )
-                .await?
-            }
-            // No keys configured: the token came straight from the token endpoint over TLS
-            // (OIDC Core 3.1.3.7 step 6); read it, but still insist on the nonce.
-            _ => {
-                let c = crate::claims::decode_jwt_payload_unverified(id_token)
-                    .ok_or_else(|| SsoError::unauthorized("id_token rejected: malformed"))?;
-                if c.get("nonce").and_then(Value::as_str) != Some(record.nonce.as_str()) {
-                    return Err(SsoError::unauthorized("id_token rejected: nonce mismatch"));
-                }
-                c
-            }
+        let check = IdTokenCheck {
+            issuer: resolved.issuer.as_deref(),
+            client_id: &config.client_id,
+            nonce: Some(&record.nonce),
+            now: shared.clock.now(),
+            leeway: LEEWAY_SECS,
+        };
+        let id_claims = match &resolved.jwks {
+            Some(jwks) => verify_id_token(jwks, id_token, &check).await?,
+            // No keys configured: the token came straight from the token endpoint over TLS,
+            // which OIDC Core 3.1.3.7 step 6 accepts instead of the signature; every other
+            // check (issuer when known, audience, times, subject, nonce) still applies.
+            None => check_unverified_id_token(id_token, &check)?,
         };
         id_sub = id_claims
             .get("sub")

@@ -19,8 +19,55 @@ use crate::random::base64url;
 
 /// How long a login may take, from start to callback.
 pub(crate) const FLOW_TTL: Duration = Duration::from_secs(600);
-/// The flow cookie's name.
-pub(crate) const FLOW_COOKIE: &str = "tower_sso_flow";
+/// The flow cookie's name on plain http (local development).
+const FLOW_COOKIE_PLAIN: &str = "tower_sso_flow";
+/// The flow cookie's name on https: the `__Host-` prefix makes browsers refuse it unless it is
+/// `Secure`, host-only and `Path=/`, so a sibling subdomain cannot plant one (login CSRF).
+const FLOW_COOKIE_HOST: &str = "__Host-tower_sso_flow";
+
+/// The flow cookie's name and path for this configuration.
+pub(crate) fn cookie_name_and_path(shared: &Shared) -> (&'static str, &str) {
+    if shared.cookie.secure {
+        (FLOW_COOKIE_HOST, "/")
+    } else {
+        (FLOW_COOKIE_PLAIN, &shared.paths.prefix)
+    }
+}
+
+/// The flow cookie of a request. More than one distinct value (planted by another site on a
+/// shared domain, say) is refused as ambiguous.
+pub(crate) fn cookie_from<'a>(
+    shared: &Shared,
+    headers: &'a http::HeaderMap,
+) -> Result<Option<&'a str>, SsoError> {
+    let (name, _) = cookie_name_and_path(shared);
+    let mut found: Option<&str> = None;
+    for header in headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        for pair in header.split(';') {
+            let Some(value) = pair
+                .trim()
+                .strip_prefix(name)
+                .and_then(|r| r.strip_prefix('='))
+            else {
+                continue;
+            };
+            match found {
+                Some(v) if v != value => {
+                    return Err(SsoError::unauthorized(
+                        "several login state cookies: start the login again",
+                    )
+                    .with_param("state"));
+                }
+                _ => found = Some(value),
+            }
+        }
+    }
+    Ok(found)
+}
 const FLOW_AUDIENCE: &str = "tower-sso:flow";
 
 /// What the callback needs to finish a login.
@@ -56,7 +103,7 @@ pub(crate) fn seal(shared: &Shared, flow_id: &str, state: &str) -> Result<String
     let claims = FlowClaims {
         fid: flow_id.to_owned(),
         sth: state_hash(state),
-        cookie: FLOW_COOKIE.to_owned(),
+        cookie: cookie_name_and_path(shared).0.to_owned(),
         aud: FLOW_AUDIENCE.to_owned(),
         exp: shared.clock.now() + FLOW_TTL.as_secs(),
     };
@@ -87,7 +134,7 @@ pub(crate) fn open(shared: &Shared, cookie: Option<&str>, state: &str) -> Result
     let claims = jsonwebtoken::decode::<FlowClaims>(cookie, &key, &v)
         .map_err(|_| SsoError::unauthorized("login state cookie invalid").with_param("state"))?
         .claims;
-    if claims.cookie != FLOW_COOKIE {
+    if claims.cookie != cookie_name_and_path(shared).0 {
         return Err(SsoError::unauthorized("login state cookie invalid").with_param("state"));
     }
     if claims.exp <= shared.clock.now() {

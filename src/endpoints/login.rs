@@ -7,7 +7,7 @@ use http_body_util::Full;
 use oauth2::{CsrfToken, PkceCodeChallenge};
 
 use super::cookies::{clear_cookie, flow_cookie};
-use super::flow::{self, FLOW_COOKIE, FLOW_TTL, FlowRecord};
+use super::flow::{self, FLOW_TTL, FlowRecord};
 use super::{append_cookie, param, query_params, see_other};
 use crate::error::SsoError;
 use crate::layer::Shared;
@@ -70,7 +70,7 @@ pub(crate) async fn start(
         let mut q = url.query_pairs_mut();
         q.append_pair("response_type", "code");
         q.append_pair("client_id", &config.client_id);
-        q.append_pair("redirect_uri", &shared.callback_url);
+        q.append_pair("redirect_uri", &provider.callback_url);
         q.append_pair("scope", &config.scopes.join(" "));
         q.append_pair("state", &state);
         q.append_pair("nonce", &nonce);
@@ -93,12 +93,13 @@ pub(crate) async fn start(
 
     let mut res = see_other(url.as_str());
     let secure = shared.cookie.secure;
+    let (flow_name, flow_path) = flow::cookie_name_and_path(shared);
     append_cookie(
         &mut res,
         &flow_cookie(
-            FLOW_COOKIE,
+            flow_name,
             &sealed,
-            &shared.paths.prefix,
+            flow_path,
             secure,
             FLOW_TTL.as_secs() as i64,
         ),

@@ -27,7 +27,9 @@ pub(crate) use self::cookies::{clear_cookie, session_cookie};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Endpoint {
     Login,
-    Callback,
+    /// The callback of the provider at this index (`/callback` is the first provider's,
+    /// `/callback/{name}` every other one's).
+    Callback(usize),
     UiSettings,
     Readiness,
     Logout,
@@ -49,7 +51,19 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str) -> Option<Endp
     let get = method == Method::GET || method == Method::HEAD;
     let endpoint = match rest {
         "/key/generate" | "/login" => Endpoint::Login,
-        "/callback" => Endpoint::Callback,
+        "/callback" => Endpoint::Callback(0),
+        other if other.starts_with("/callback/") => {
+            let name = &other["/callback/".len()..];
+            match shared
+                .providers
+                .iter()
+                .skip(1)
+                .position(|p| p.config.provider_name() == name)
+            {
+                Some(i) => Endpoint::Callback(i + 1),
+                None => return Some(Endpoint::NotFound),
+            }
+        }
         "/get/ui_settings" => Endpoint::UiSettings,
         "/readiness" => Endpoint::Readiness,
         "/logout" => {
@@ -73,7 +87,7 @@ pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> E
     Box::pin(async move {
         let result = match endpoint {
             Endpoint::Login => login::start(&shared, &parts).await,
-            Endpoint::Callback => callback::finish(&shared, &parts).await,
+            Endpoint::Callback(index) => callback::finish(&shared, index, &parts).await,
             Endpoint::UiSettings => settings::ui_settings(&shared, &parts),
             Endpoint::Readiness => settings::readiness(&shared, &parts).await,
             Endpoint::Logout => logout::logout(&shared, &parts).await,

@@ -34,7 +34,7 @@ pub(crate) mod userinfo;
 
 pub use discovery::ProviderMetadata;
 pub(crate) use discovery::discover;
-pub(crate) use id_token::{IdTokenCheck, verify_id_token};
+pub(crate) use id_token::{IdTokenCheck, check_unverified_id_token, verify_id_token};
 pub(crate) use jwks::JwksCache;
 pub(crate) use token::{ClientAuth, TokenRequest, exchange_code};
 pub(crate) use userinfo::{check_userinfo_sub, fetch_userinfo};

@@ -192,7 +192,9 @@ pub type AppResponse = Response<tower_sso::ResponseBody<Full<Bytes>>>;
 /// The callback URL of the test layers (base URL + `/sso/callback`).
 pub const CALLBACK_URL: &str = "https://gateway.example.com/sso/callback";
 /// The flow cookie's name.
-pub const FLOW_COOKIE: &str = "tower_sso_flow";
+pub const FLOW_COOKIE: &str = "__Host-tower_sso_flow";
+/// The flow cookie's name when the base URL is plain http (the e2e tests).
+pub const FLOW_COOKIE_HTTP: &str = "tower_sso_flow";
 
 /// A provider pointing at `idp` by discovery.
 pub fn oidc(idp: &MockIdp) -> Provider {
@@ -397,7 +399,7 @@ pub fn assert_logged_in(res: &AppResponse, target: &str) -> String {
     cookie_value(res, "token").expect("token cookie")
 }
 
-/// Asserts the answer clears the flow cookie (at the endpoint prefix).
+/// Asserts the answer clears the (`__Host-`, so `Path=/`) flow cookie.
 pub fn assert_flow_cookie_cleared<B>(res: &Response<B>) {
     let cookies = set_cookies(res);
     assert!(
@@ -405,7 +407,7 @@ pub fn assert_flow_cookie_cleared<B>(res: &Response<B>) {
             .iter()
             .any(|c| c.starts_with(&format!("{FLOW_COOKIE}=;"))
                 && c.contains("Max-Age=0")
-                && c.contains("Path=/sso")),
+                && c.split("; ").any(|a| a == "Path=/")),
         "flow cookie not cleared: {cookies:?}"
     );
 }
@@ -549,7 +551,7 @@ pub fn with_query_param(url: &str, name: &str, value: &str) -> String {
 pub struct LoginStart {
     /// The `Location` of the layer's 303: the IdP's authorization endpoint with our parameters.
     pub authorize_url: String,
-    /// The value of the [`FLOW_COOKIE`].
+    /// The value of the [`FLOW_COOKIE_HTTP`].
     pub flow_cookie: String,
 }
 
@@ -563,7 +565,7 @@ pub async fn start_login(app: &App, start_path: &str) -> LoginStart {
         authorize_url.starts_with("http://") || authorize_url.starts_with("https://"),
         "GET {start_path}: Location {authorize_url:?} is not the IdP"
     );
-    let flow_cookie = cookie_value(&res, FLOW_COOKIE).unwrap_or_else(|| {
+    let flow_cookie = cookie_value(&res, FLOW_COOKIE_HTTP).unwrap_or_else(|| {
         panic!(
             "GET {start_path}: no flow cookie in {:?}",
             set_cookies(&res)
@@ -588,7 +590,7 @@ pub fn path_and_query(url: &str) -> String {
 /// The browser arriving back at the layer: `GET` the path and query of `callback_url` through
 /// `app`, with the flow cookie if given.
 pub async fn finish_login(app: &App, callback_url: &str, flow_cookie: Option<&str>) -> AppResponse {
-    let cookie = flow_cookie.map(|c| format!("{FLOW_COOKIE}={c}"));
+    let cookie = flow_cookie.map(|c| format!("{FLOW_COOKIE_HTTP}={c}"));
     let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("cookie", c.as_str())).collect();
     send(app, get(&path_and_query(callback_url), &headers)).await
 }
