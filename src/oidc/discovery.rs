@@ -54,7 +54,7 @@ pub(crate) async fn discover(
     })?;
     let res = super::send(http, req)
         .await
-        .map_err(|e| SsoError::bad_gateway(format!("OIDC discovery failed: {e}")))?;
+        .map_err(|e| super::transport_error("OIDC discovery failed", &e))?;
     if res.status() != http::StatusCode::OK {
         return Err(SsoError::bad_gateway(format!(
             "OIDC discovery failed: the identity provider answered HTTP {}",

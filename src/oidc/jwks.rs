@@ -224,7 +224,7 @@ impl JwksCache {
         })?;
         let res = super::send(&self.inner.http, req)
             .await
-            .map_err(|e| SsoError::bad_gateway(format!("could not fetch the signing keys: {e}")))?;
+            .map_err(|e| super::transport_error("could not fetch the signing keys", &e))?;
         if res.status() != http::StatusCode::OK {
             return Err(SsoError::bad_gateway(format!(
                 "could not fetch the signing keys: the identity provider answered HTTP {}",

@@ -39,6 +39,19 @@ pub(crate) use jwks::JwksCache;
 pub(crate) use token::{ClientAuth, TokenRequest, exchange_code};
 pub(crate) use userinfo::{check_userinfo_sub, fetch_userinfo};
 
+/// A 502 for a request that failed in transport. The body names only the kind of failure; the
+/// detail (OS error, TLS certificate names, ...) goes to the log.
+pub(crate) fn transport_error(what: &str, e: &HttpError) -> crate::SsoError {
+    tracing::warn!(error = %e, "{what}");
+    let kind = match e {
+        HttpError::Connect(_) => "could not reach the identity provider",
+        HttpError::Timeout => "the identity provider did not answer in time",
+        HttpError::BodyTooLarge => "the identity provider's answer was too large",
+        HttpError::Other(_) => "the request to the identity provider failed",
+    };
+    crate::SsoError::bad_gateway(format!("{what}: {kind}"))
+}
+
 /// Sends one request through the (cloned) client.
 async fn send(http: &HttpClient, req: HttpRequest) -> Result<HttpResponse, HttpError> {
     http.clone().oneshot(req).await

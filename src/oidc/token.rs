@@ -128,7 +128,7 @@ pub(crate) async fn exchange_code(
     let request = build_request(req)?;
     let res = super::send(http, request)
         .await
-        .map_err(|e| SsoError::bad_gateway(format!("{PREFIX}: {e}")))?;
+        .map_err(|e| super::transport_error(PREFIX, &e))?;
     parse_response(res.status(), res.body())
 }
 
@@ -524,9 +524,10 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
+        // The transport detail goes to the log, never to the client.
         assert_eq!(
             err.message(),
-            "token exchange failed: could not reach the identity provider: refused"
+            "token exchange failed: could not reach the identity provider"
         );
     }
 

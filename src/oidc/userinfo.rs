@@ -24,7 +24,7 @@ pub(crate) async fn fetch_userinfo(
     })?;
     let res = super::send(http, req)
         .await
-        .map_err(|e| SsoError::bad_gateway(format!("{PREFIX}: {e}")))?;
+        .map_err(|e| super::transport_error(PREFIX, &e))?;
     if res.status() != http::StatusCode::OK {
         return Err(SsoError::bad_gateway(format!(
             "{PREFIX}: the identity provider answered HTTP {}",
