@@ -151,6 +151,14 @@ impl Provider {
         let base = format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0");
         p.authorization_endpoint = Some(format!("{base}/authorize"));
         p.token_endpoint = Some(format!("{base}/token"));
+        // A tenant id (a GUID) pins the issuer, so id_tokens are verified against the tenant's
+        // keys; `common`, `organizations` or a domain name cannot be pinned this way.
+        if is_guid(tenant) {
+            p.issuer = Some(format!("https://login.microsoftonline.com/{tenant}/v2.0"));
+            p.jwks_uri = Some(format!(
+                "https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"
+            ));
+        }
         p.userinfo_endpoint = Some("https://graph.microsoft.com/v1.0/me".into());
         p.scopes = vec!["openid".into(), "User.Read".into(), "email".into()];
         p.claims = ClaimMapping {
@@ -260,6 +268,12 @@ impl Provider {
     }
 
     pub(crate) fn validate(&self, p: &mut Problems) {
+        if self.kind == ProviderKind::Microsoft && self.issuer.is_none() {
+            tracing::warn!(
+                provider = %self.name,
+                "Microsoft tenant is not a tenant id (GUID): id_token signatures cannot be pinned to one tenant; set MICROSOFT_TENANT to your tenant id"
+            );
+        }
         let who = format!("provider {:?}", self.name);
         if self.name.is_empty()
             || !self
@@ -329,5 +343,45 @@ impl Provider {
                 "a static OAuth state is configured (GENERIC_CLIENT_STATE): logins stay bound to the browser by the flow cookie, but prefer the random per-login state"
             );
         }
+    }
+}
+
+/// `8-4-4-4-12` hexadecimal digits.
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn microsoft_tenant_id_pins_issuer_and_keys() {
+        let p = Provider::microsoft("id", "secret", Some("72f988bf-86f1-41af-91ab-2d7cd011db47"));
+        assert_eq!(
+            p.issuer.as_deref(),
+            Some("https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0")
+        );
+        assert!(
+            p.jwks_uri
+                .as_deref()
+                .is_some_and(|u| u.ends_with("/discovery/v2.0/keys"))
+        );
+        for tenant in [None, Some("common"), Some("contoso.onmicrosoft.com")] {
+            let p = Provider::microsoft("id", "secret", tenant);
+            assert_eq!(p.issuer, None, "{tenant:?}");
+            assert_eq!(p.jwks_uri, None, "{tenant:?}");
+        }
+        assert!(
+            Provider::microsoft("id", "s", None)
+                .authorization_endpoint
+                .as_deref()
+                .is_some_and(|u| u.contains("/common/"))
+        );
     }
 }

@@ -1107,3 +1107,36 @@ async fn cross_site_logout_is_refused_and_logout_ends_at_the_idp() {
     assert_eq!(location(&res), format!("{}/logout", idp.issuer()));
     assert_eq!(b.get("/whoami").await.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_new_login_revokes_the_session_the_browser_still_holds() {
+    let idp = idp().await;
+    let layer = layer(flow_builder(&idp));
+    let mut b = Browser::for_layer(&layer);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let old = b.cookie("token").unwrap().to_owned();
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let copy = send(
+        &b.app,
+        get("/whoami", &[("cookie", &format!("token={old}"))]),
+    )
+    .await;
+    let msg = assert_401_json(copy).await;
+    assert!(msg.contains("revoked"), "{msg}");
+    assert_eq!(b.get("/whoami").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn microsoft_graph_profile_of_another_object_is_refused() {
+    let idp = idp_with(
+        MockUser::new("aad-subject")
+            .claim("oid", "object-1")
+            .claim("id", "object-2")
+            .claim("userPrincipalName", "x@example.com"),
+    )
+    .await;
+    let layer = layer(builder().provider(microsoft_at(&idp)));
+    let res = Browser::for_layer(&layer).login(&idp, "").await;
+    let msg = assert_callback_refused(res, StatusCode::UNAUTHORIZED).await;
+    assert!(msg.contains("Graph profile"), "{msg}");
+}

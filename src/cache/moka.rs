@@ -81,19 +81,29 @@ pub struct MokaVerifierCache {
 }
 
 impl MokaVerifierCache {
-    /// The default capacity: 100 000 entries.
-    pub const DEFAULT_CAPACITY: u64 = 100_000;
+    /// The default capacity: 64 MiB of keys and values (a login's flow record is a few hundred
+    /// bytes, so well over 100 000 logins in flight).
+    pub const DEFAULT_CAPACITY: u64 = 64 * 1024 * 1024;
+
+    /// What one entry counts for beyond its key and value bytes.
+    const ENTRY_OVERHEAD: u32 = 64;
 
     /// The longest time an entry may live; longer TTLs are shortened to this (one year).
     ///
     /// Verifier-cache entries live for minutes; the bound keeps instant arithmetic from overflowing.
     pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
-    /// A cache holding at most `max_capacity` entries; the least useful entries are evicted first
-    /// when it is full.
+    /// A cache holding at most `max_capacity` bytes (keys, values and a small per-entry
+    /// overhead), so that unauthenticated login starts cannot grow it without bound; the least
+    /// useful entries are evicted first when it is full.
     pub fn new(max_capacity: u64) -> Self {
         let inner = Cache::builder()
             .max_capacity(max_capacity)
+            .weigher(|k: &String, v: &Slot| {
+                u32::try_from(k.len().saturating_add(v.value.len()))
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(Self::ENTRY_OVERHEAD)
+            })
             .expire_after(SlotExpiry)
             .build();
         Self { inner }
@@ -173,7 +183,7 @@ impl MokaVerifierCache {
 }
 
 impl Default for MokaVerifierCache {
-    /// A cache of [`MokaVerifierCache::DEFAULT_CAPACITY`] entries.
+    /// A cache of [`MokaVerifierCache::DEFAULT_CAPACITY`] bytes.
     fn default() -> Self {
         Self::new(Self::DEFAULT_CAPACITY)
     }
@@ -396,7 +406,8 @@ mod tests {
 
     #[tokio::test]
     async fn capacity_is_bounded() {
-        let c = MokaVerifierCache::new(10);
+        // Ten empty entries' worth of bytes.
+        let c = MokaVerifierCache::new(10 * (u64::from(MokaVerifierCache::ENTRY_OVERHEAD) + 4));
         for i in 0..200 {
             call(
                 &c,

@@ -181,6 +181,15 @@ async fn run(
                 // endpoint and carries no `sub` (its `id` is the object id).
                 if config.kind() != ProviderKind::Microsoft {
                     check_userinfo_sub(&info, id_sub.as_deref())?;
+                } else if let (Some(oid), Some(id)) = (
+                    claims.get("oid").and_then(Value::as_str),
+                    info.get("id").and_then(Value::as_str),
+                ) && oid != id
+                {
+                    // Graph's `id` is the user's object id: it must be the id_token's `oid`.
+                    return Err(SsoError::unauthorized(
+                        "the Graph profile belongs to another user than the id_token",
+                    ));
                 }
                 for (k, v) in info {
                     claims.insert(k, v);

@@ -11,6 +11,7 @@ use super::flow::{self, FLOW_TTL, FlowRecord};
 use super::{append_cookie, param, query_params, see_other};
 use crate::error::SsoError;
 use crate::layer::Shared;
+use crate::session::token_from_headers;
 
 /// The CLI login handle pattern: `cli-` and 12 to 124 of `[A-Za-z0-9_-]`.
 pub(crate) fn valid_cli_handle(key: &str) -> bool {
@@ -104,7 +105,13 @@ pub(crate) async fn start(
             FLOW_TTL.as_secs() as i64,
         ),
     );
-    // A new login replaces any old session.
+    // A new login replaces any old session: the cookie is cleared, and a session the browser
+    // still presents is revoked so that a copy of it stops working too.
+    if let Some(token) = token_from_headers(&parts.headers, &shared.cookie.name)
+        && let Ok(old) = shared.sessions.verify(token)
+    {
+        shared.sessions.revoke(old.session_id(), old.expires_at());
+    }
     append_cookie(&mut res, &clear_cookie(&shared.cookie.name, "/", secure));
     res.headers_mut().insert(
         header::REFERRER_POLICY,
