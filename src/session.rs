@@ -358,7 +358,10 @@ fn identity_from(claims: SessionClaims) -> Identity {
 }
 
 /// Finds the value of cookie `name` in a `Cookie` header without parsing the other cookies.
-pub(crate) fn find_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+///
+/// Public only for `benches/gate.rs`; not part of the supported API.
+#[doc(hidden)]
+pub fn find_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header.split(';').find_map(|pair| {
         let pair = pair.trim_start();
         let rest = pair.strip_prefix(name)?;
