@@ -25,12 +25,14 @@ pub(crate) fn is_plain(path: &str) -> bool {
     if rest.is_empty() {
         return true;
     }
-    let segments: Vec<&str> = rest.split('/').collect();
-    let last = segments.len() - 1;
-    segments
-        .iter()
-        .enumerate()
-        .all(|(i, s)| !matches!(*s, "." | "..") && (!s.is_empty() || i == last))
+    let mut segments = rest.split('/').peekable();
+    while let Some(s) = segments.next() {
+        let last = segments.peek().is_none();
+        if matches!(s, "." | "..") || (s.is_empty() && !last) {
+            return false;
+        }
+    }
+    true
 }
 
 /// One public path pattern: an exact path, or a prefix ending in `/*` that matches everything below it.
@@ -81,7 +83,8 @@ impl PublicPaths {
 
     /// Whether the request path (`uri.path()`, never the query) is public.
     pub(crate) fn matches(&self, path: &str) -> bool {
-        !self.patterns.is_empty() && is_plain(path) && self.patterns.iter().any(|p| p.matches(path))
+        // The patterns first: most requests match none, and then `is_plain` is not needed.
+        self.patterns.iter().any(|p| p.matches(path)) && is_plain(path)
     }
 }
 
