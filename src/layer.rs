@@ -351,6 +351,12 @@ impl SsoLayerBuilder {
     /// user is not already bound to another IdP subject. Every user SSO creates or logs in is
     /// bound to its IdP subject (`metadata.sso_subject`), and a login from another subject is
     /// refused with 403 whether it matched by id or by e-mail.
+    ///
+    /// The binding is `"<provider name>|<sub>"` with the configured provider name
+    /// ([`Provider::name`]): renaming a provider makes its users' next logins fail with 403
+    /// until their `sso_subject` is cleared. When several stored users share an address, the
+    /// store decides which one the e-mail finds; if that one is bound elsewhere the login is
+    /// refused rather than tried against the others.
     pub fn link_accounts_by_email(mut self, on: bool) -> Self {
         self.link_accounts_by_email = on;
         self
