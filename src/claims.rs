@@ -29,7 +29,9 @@ pub struct ClaimMapping {
     pub user_id: String,
     /// Display name claim (`GENERIC_USER_DISPLAY_NAME_ATTRIBUTE`, default `sub`).
     pub display_name: String,
-    /// E-mail claim (`GENERIC_USER_EMAIL_ATTRIBUTE`, default `email`). The value is lower-cased.
+    /// E-mail claim (`GENERIC_USER_EMAIL_ATTRIBUTE`, default `email`). The value is lower-cased
+    /// (ASCII letters only). The `email_verified` claim is read only when this is `email`: it
+    /// vouches for that claim, not for another one.
     pub email: String,
     /// Given-name claim (`GENERIC_USER_FIRST_NAME_ATTRIBUTE`, default `first_name`).
     pub first_name: String,
@@ -236,7 +238,10 @@ impl ClaimMapping {
     ///
     /// - `id`, `display_name`, `first_name`, `last_name`, `email`: strings, numbers and booleans
     ///   are taken as text; objects, arrays, `null` and empty strings give `None`. The e-mail is
-    ///   lower-cased.
+    ///   lower-cased, ASCII letters only (Unicode case folding would turn U+212A KELVIN SIGN
+    ///   into `k` and make two addresses one).
+    /// - `email_verified`: the `email_verified` claim ([`email_verified_from_value`]), when there
+    ///   is an e-mail and it is read from the `email` claim; else `None`.
     /// - `provider`: the provider claim if present, else the `provider` argument.
     /// - `role`: with [`ClaimMapping::role_mappings`], the groups decide
     ///   ([`RoleMappings::role_for_claims`], which falls back to the default role); when that
@@ -266,9 +271,18 @@ impl ClaimMapping {
                 )
             })
             .collect();
+        let email = scalar_field(claims, &self.email).map(|e| e.to_ascii_lowercase());
+        let email_verified = if email.is_some() && self.email == "email" {
+            claims
+                .get("email_verified")
+                .and_then(email_verified_from_value)
+        } else {
+            None
+        };
         SsoUser {
             id: scalar_field(claims, &self.user_id),
-            email: scalar_field(claims, &self.email).map(|e| e.to_lowercase()),
+            email,
+            email_verified,
             first_name: scalar_field(claims, &self.first_name),
             last_name: scalar_field(claims, &self.last_name),
             display_name: scalar_field(claims, &self.display_name),
@@ -323,25 +337,38 @@ impl ClaimMapping {
     }
 }
 
-/// The user id to use when the id claim is missing (upstream `_get_user_email_and_id_from_result`):
-/// the id; else first and last name concatenated (`"Jane" + "Doe"` -> `"JaneDoe"`); else the
-/// (lower-cased) e-mail; else `None`. Empty strings count as missing.
+/// The `email_verified` claim: `true`/`false`, or the strings `"true"`/`"false"` (some IdPs,
+/// Cognito for one, send strings). Anything else is `None`.
+pub fn email_verified_from_value(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s == "true" => Some(true),
+        Value::String(s) if s == "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// The user id of a login: the id claim; else the e-mail (lower-cased), but only when the IdP
+/// marks it verified ([`SsoUser::email_verified`] is `Some(true)`); else the IdP subject
+/// ([`SsoUser::subject`]); else `None`. Empty strings count as missing.
+///
+/// Unlike upstream (`_get_user_email_and_id_from_result`), first and last name are never
+/// concatenated into an id: names are not unique (two "Jane Doe"s would share one account) and
+/// are user-editable at most IdPs (`first_name = "admin@corp.example"` would become the
+/// `PROXY_ADMIN_ID`). And an unverified e-mail is not used either; the subject is.
 pub fn fallback_user_id(user: &SsoUser) -> Option<String> {
     if let Some(id) = user.id.as_deref().filter(|s| !s.is_empty()) {
         return Some(id.to_owned());
     }
-    let names = format!(
-        "{}{}",
-        user.first_name.as_deref().unwrap_or(""),
-        user.last_name.as_deref().unwrap_or("")
-    );
-    if !names.is_empty() {
-        return Some(names);
+    if user.email_verified == Some(true)
+        && let Some(email) = user.email.as_deref().filter(|s| !s.is_empty())
+    {
+        return Some(email.to_ascii_lowercase());
     }
-    user.email
+    user.subject
         .as_deref()
         .filter(|s| !s.is_empty())
-        .map(str::to_lowercase)
+        .map(str::to_owned)
 }
 
 /// Decodes the payload of a compact JWS (`header.payload.signature`) without checking anything but
@@ -1064,24 +1091,112 @@ mod tests {
 
     #[test]
     fn fallback_ids() {
+        // Names never become ids (upstream concatenated them: "JaneDoe").
         let u = SsoUser {
             first_name: Some("Jane".into()),
             last_name: Some("Doe".into()),
             ..SsoUser::default()
         };
-        assert_eq!(fallback_user_id(&u).as_deref(), Some("JaneDoe"));
+        assert_eq!(fallback_user_id(&u), None);
         let u = SsoUser {
-            email: Some("A@X.COM".into()),
+            first_name: Some("admin@corp.example".into()),
+            subject: Some("sub-1".into()),
             ..SsoUser::default()
         };
-        assert_eq!(fallback_user_id(&u).as_deref(), Some("a@x.com"));
+        assert_eq!(fallback_user_id(&u).as_deref(), Some("sub-1"));
+        // A verified e-mail, lower-cased.
+        let verified = SsoUser {
+            email: Some("A@X.COM".into()),
+            email_verified: Some(true),
+            subject: Some("sub-1".into()),
+            ..SsoUser::default()
+        };
+        assert_eq!(fallback_user_id(&verified).as_deref(), Some("a@x.com"));
+        // Unverified or unknown: the subject.
+        for flag in [Some(false), None] {
+            let u = SsoUser {
+                email_verified: flag,
+                ..verified.clone()
+            };
+            assert_eq!(fallback_user_id(&u).as_deref(), Some("sub-1"), "{flag:?}");
+            let u = SsoUser {
+                email_verified: flag,
+                subject: None,
+                ..verified.clone()
+            };
+            assert_eq!(fallback_user_id(&u), None, "{flag:?}");
+        }
         let u = SsoUser {
             id: Some("id1".into()),
-            email: Some("a@x.com".into()),
-            ..SsoUser::default()
+            ..verified.clone()
         };
         assert_eq!(fallback_user_id(&u).as_deref(), Some("id1"));
+        let u = SsoUser {
+            id: Some(String::new()),
+            email: Some(String::new()),
+            subject: Some("sub-1".into()),
+            email_verified: Some(true),
+            ..SsoUser::default()
+        };
+        assert_eq!(fallback_user_id(&u).as_deref(), Some("sub-1"));
         assert_eq!(fallback_user_id(&SsoUser::default()), None);
+    }
+
+    #[test]
+    fn email_verified_claim() {
+        let m = ClaimMapping::default();
+        let cases = [
+            (json!(true), Some(true)),
+            (json!(false), Some(false)),
+            (json!("true"), Some(true)),
+            (json!("false"), Some(false)),
+            (json!("TRUE"), None),
+            (json!("yes"), None),
+            (json!(1), None),
+            (json!(null), None),
+            (json!(["true"]), None),
+        ];
+        for (value, expected) in cases {
+            let u = m.map(
+                &obj(json!({"email": "a@x.com", "email_verified": value.clone()})),
+                "generic",
+            );
+            assert_eq!(u.email_verified, expected, "{value}");
+        }
+        assert_eq!(
+            m.map(&obj(json!({"email": "a@x.com"})), "generic")
+                .email_verified,
+            None
+        );
+        // No e-mail: nothing to vouch for.
+        assert_eq!(
+            m.map(&obj(json!({"email_verified": true})), "generic")
+                .email_verified,
+            None
+        );
+        // The claim vouches for `email`, not for another e-mail attribute.
+        let upn = ClaimMapping {
+            email: "upn".into(),
+            ..ClaimMapping::default()
+        };
+        let u = upn.map(
+            &obj(json!({"upn": "a@x.com", "email": "b@y.com", "email_verified": true})),
+            "generic",
+        );
+        assert_eq!(
+            (u.email.as_deref(), u.email_verified),
+            (Some("a@x.com"), None)
+        );
+    }
+
+    #[test]
+    fn email_is_lower_cased_ascii_only() {
+        let u = ClaimMapping::default().map(
+            &obj(json!({"email": "Admin@\u{212A}orp.EXAMPLE"})),
+            "generic",
+        );
+        assert_eq!(u.email.as_deref(), Some("admin@\u{212A}orp.example"));
+        assert_ne!(u.email.as_deref(), Some("admin@korp.example"));
     }
 
     #[test]

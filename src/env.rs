@@ -13,6 +13,7 @@
 //! | `SSO_PUBLIC_PATHS` | comma-separated public paths (`/health,/static/*`) |
 //! | `SSO_ALLOWED_REDIRECT_DOMAINS` | domains post-login return targets may point at |
 //! | `SSO_IDENTITY_HEADERS` | `true` to send `X-Forwarded-User`/`-Email`/`-Groups` upstream |
+//! | `SSO_LINK_ACCOUNTS_BY_EMAIL` | `true` to link a login to a stored user by verified e-mail when its user id is unknown (default `false`; see [`SsoLayerBuilder::link_accounts_by_email`]) |
 //! | `SSO_SESSION_COOKIE_HTTP_ONLY` | `false` for a UI that reads the `token` cookie from JavaScript |
 //! | `DEFAULT_INTERNAL_USER_PARAMS`, `DEFAULT_TEAM_PARAMS` | JSON defaults for users/teams created by SSO |
 //! | `GOOGLE_CLIENT_ID`, `GOOGLE_CLIENT_SECRET` | Google |
@@ -146,6 +147,8 @@ impl SsoLayerBuilder {
         b = b.allowed_redirect_domains(env.list("SSO_ALLOWED_REDIRECT_DOMAINS"));
         let headers = env.flag("SSO_IDENTITY_HEADERS", false);
         b = b.identity_headers(headers);
+        let link = env.flag("SSO_LINK_ACCOUNTS_BY_EMAIL", false);
+        b = b.link_accounts_by_email(link);
         let http_only = env.flag("SSO_SESSION_COOKIE_HTTP_ONLY", true);
         b = b.session_cookie_http_only(http_only);
         if let Some(json) = env.get("DEFAULT_INTERNAL_USER_PARAMS") {
@@ -414,6 +417,7 @@ mod tests {
             ),
             ("GENERIC_CLIENT_USE_PKCE", "maybe"),
             ("UI_ACCESS_MODE", "everyone-but-bob"),
+            ("SSO_LINK_ACCOUNTS_BY_EMAIL", "sometimes"),
         ])
         .unwrap_err();
         let text = e.to_string();
@@ -426,6 +430,7 @@ mod tests {
             "GENERIC_ROLE_MAPPINGS_DEFAULT_ROLE",
             "GENERIC_CLIENT_USE_PKCE",
             "UI_ACCESS_MODE",
+            "SSO_LINK_ACCOUNTS_BY_EMAIL",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
@@ -496,5 +501,20 @@ mod tests {
             .map(|p| p.config.provider_name())
             .collect();
         assert_eq!(names, ["google", "generic"]);
+    }
+
+    #[test]
+    fn link_accounts_by_email_is_off_unless_set() {
+        let base = [
+            ("PROXY_BASE_URL", "https://gw.example.com"),
+            ("LITELLM_MASTER_KEY", "sk-0123456789abcdef"),
+        ];
+        assert!(!build(&base).unwrap().shared.link_accounts_by_email);
+        let mut vars = base.to_vec();
+        vars.push(("SSO_LINK_ACCOUNTS_BY_EMAIL", "TRUE"));
+        assert!(build(&vars).unwrap().shared.link_accounts_by_email);
+        vars.pop();
+        vars.push(("SSO_LINK_ACCOUNTS_BY_EMAIL", "false"));
+        assert!(!build(&vars).unwrap().shared.link_accounts_by_email);
     }
 }

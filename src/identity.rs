@@ -115,8 +115,13 @@ impl FromStr for UserRole {
 pub struct SsoUser {
     /// The user id claim (`GENERIC_USER_ID_ATTRIBUTE`, default `preferred_username`).
     pub id: Option<String>,
-    /// The e-mail, lower-cased.
+    /// The e-mail, lower-cased (ASCII letters only: no Unicode case folding).
     pub email: Option<String>,
+    /// Whether the IdP vouches for the e-mail (the `email_verified` claim: `true`/`false`, or
+    /// the strings `"true"`/`"false"`). `None` when the IdP did not say (Entra ID / Graph never
+    /// does), when it said something else, or when there is no e-mail. Only `Some(true)` lets
+    /// the e-mail link a login to a stored user or serve as the user id.
+    pub email_verified: Option<bool>,
     /// Given name.
     pub first_name: Option<String>,
     /// Family name.

@@ -154,6 +154,9 @@ pub(crate) struct Shared {
     pub(crate) redirects: RedirectPolicy,
     pub(crate) user_defaults: NewUserDefaults,
     pub(crate) team_defaults: NewTeamDefaults,
+    /// Whether a login whose user id is not stored may be linked to a stored user by e-mail
+    /// ([`SsoLayerBuilder::link_accounts_by_email`]).
+    pub(crate) link_accounts_by_email: bool,
     pub(crate) identity_headers: bool,
     pub(crate) logout_url: Option<String>,
     pub(crate) cache: VerifierCache,
@@ -192,6 +195,7 @@ pub struct SsoLayerBuilder {
     redirect_domains: Vec<String>,
     user_defaults: NewUserDefaults,
     team_defaults: NewTeamDefaults,
+    link_accounts_by_email: bool,
     identity_headers: bool,
     session_fields: Option<SessionFields>,
     cache: Option<VerifierCache>,
@@ -346,6 +350,27 @@ impl SsoLayerBuilder {
     /// Defaults for teams created from SSO groups (`default_team_params`).
     pub fn new_team_defaults(mut self, defaults: NewTeamDefaults) -> Self {
         self.team_defaults = defaults;
+        self
+    }
+
+    /// Whether a login whose user id is not in the user store may be linked to a stored user with
+    /// the same e-mail (`SSO_LINK_ACCOUNTS_BY_EMAIL`, default `false`).
+    ///
+    /// Upstream LiteLLM always falls back to the e-mail, which lets anyone who can put an address
+    /// into their IdP profile take over the stored account with that address. Here the fallback is
+    /// off by default; when on, a stored user is linked only if the IdP marks the e-mail verified
+    /// (`email_verified` is `true`), the address is ASCII, the IdP sent a `sub`, and the stored
+    /// user is not already bound to another IdP subject. Every user SSO creates or logs in is
+    /// bound to its IdP subject (`metadata.sso_subject`), and a login from another subject is
+    /// refused with 403 whether it matched by id or by e-mail.
+    ///
+    /// The binding is `"<provider name>|<sub>"` with the configured provider name
+    /// ([`Provider::name`]): renaming a provider makes its users' next logins fail with 403
+    /// until their `sso_subject` is cleared. When several stored users share an address, the
+    /// store decides which one the e-mail finds; if that one is bound elsewhere the login is
+    /// refused rather than tried against the others.
+    pub fn link_accounts_by_email(mut self, on: bool) -> Self {
+        self.link_accounts_by_email = on;
         self
     }
 
@@ -592,6 +617,7 @@ impl SsoLayerBuilder {
             redirects: RedirectPolicy::new(self.redirect_domains),
             user_defaults: self.user_defaults,
             team_defaults: self.team_defaults,
+            link_accounts_by_email: self.link_accounts_by_email,
             identity_headers: self.identity_headers,
             logout_url: self.logout_url,
             cache: self

@@ -142,13 +142,18 @@ impl AccessPolicy {
     /// The checks that run on the mapped user before any user record is created or updated:
     ///
     /// 1. E-mail domain, when [`AccessPolicy::allowed_email_domains`] is non-empty: the e-mail
-    ///    must be present (else 401), contain exactly one `@` with a non-empty local part, and its
-    ///    domain (lower-cased) must equal one of the allowed domains (401 otherwise). Subdomains
-    ///    do not match.
+    ///    must be present (else 401), must not be marked unverified by the IdP
+    ///    ([`SsoUser::email_verified`] `== Some(false)`: 401), must contain exactly one `@` with a
+    ///    non-empty local part, and its domain (ASCII lower-cased, no Unicode case folding) must
+    ///    equal one of the allowed domains (401 otherwise). Subdomains do not match.
+    ///
+    ///    An absent `email_verified` is accepted: some IdPs never send it (Entra ID and its Graph
+    ///    profile, for one), and there the domain is as good as the IdP's directory. Upstream
+    ///    ignores `email_verified` altogether.
     /// 2. Restricted group, when the mode is [`UiAccessMode::RestrictedSsoGroup`]: the group must
     ///    be in [`SsoUser::team_ids`] (exact match), else 403 with param `restricted_sso_group`.
     pub fn check_login(&self, user: &SsoUser) -> Result<(), SsoError> {
-        self.check_email_domain(user.email.as_deref())?;
+        self.check_email_domain(user.email.as_deref(), user.email_verified)?;
         if let UiAccessMode::RestrictedSsoGroup { group, .. } = &self.ui_access_mode
             && !user.team_ids.iter().any(|t| t == group)
         {
@@ -160,7 +165,11 @@ impl AccessPolicy {
         Ok(())
     }
 
-    fn check_email_domain(&self, email: Option<&str>) -> Result<(), SsoError> {
+    fn check_email_domain(
+        &self,
+        email: Option<&str>,
+        email_verified: Option<bool>,
+    ) -> Result<(), SsoError> {
         if self.allowed_email_domains.is_empty() {
             return Ok(());
         }
@@ -170,6 +179,12 @@ impl AccessPolicy {
             )
             .with_param("email"));
         };
+        if email_verified == Some(false) {
+            return Err(SsoError::unauthorized(
+                "The email address is not verified by the identity provider, and logins are restricted to allowed email domains",
+            )
+            .with_param("email"));
+        }
         let domain = match email.split_once('@') {
             Some((local, domain))
                 if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
@@ -182,7 +197,7 @@ impl AccessPolicy {
                 );
             }
         };
-        let domain = domain.to_lowercase();
+        let domain = domain.to_ascii_lowercase();
         let allowed = self
             .allowed_email_domains
             .iter()
@@ -224,7 +239,7 @@ impl AccessPolicy {
 fn normalize_domain(entry: &str) -> Option<String> {
     let d = entry.trim();
     let d = d.strip_prefix('@').unwrap_or(d).trim();
-    (!d.is_empty()).then(|| d.to_lowercase())
+    (!d.is_empty()).then(|| d.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -302,6 +317,41 @@ mod tests {
                 .check_login(&SsoUser::default())
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn email_domain_needs_a_verified_or_unmarked_address() {
+        let p = domains("example.com");
+        let user = |verified: Option<bool>| SsoUser {
+            email_verified: verified,
+            ..with_email("u@example.com")
+        };
+        assert!(p.check_login(&user(Some(true))).is_ok());
+        // Absent (Entra ID / Graph never sends it): accepted.
+        assert!(p.check_login(&user(None)).is_ok());
+        let err = p.check_login(&user(Some(false))).unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(err.param(), Some("email"));
+        assert!(err.message().contains("not verified"), "{}", err.message());
+        // No domain list: verification does not matter here.
+        assert!(
+            AccessPolicy::default()
+                .check_login(&user(Some(false)))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn email_domain_does_not_fold_unicode() {
+        // U+212A KELVIN SIGN lower-cases to `k` under Unicode rules.
+        let p = domains("korp.example");
+        assert!(p.check_login(&with_email("u@KORP.example")).is_ok());
+        let err = p
+            .check_login(&with_email("u@\u{212A}orp.example"))
+            .unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+        let p = domains("\u{212A}orp.example");
+        assert!(p.check_login(&with_email("u@korp.example")).is_err());
     }
 
     #[test]

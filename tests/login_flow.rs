@@ -1140,3 +1140,353 @@ async fn microsoft_graph_profile_of_another_object_is_refused() {
     let msg = assert_callback_refused(res, StatusCode::UNAUTHORIZED).await;
     assert!(msg.contains("Graph profile"), "{msg}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Account takeover: how a login finds its stored user (subject binding, e-mail linking, ids).
+
+const BOUND_MSG: &str = "this account is bound to another identity at the identity provider";
+
+/// A stored user created outside SSO (by an admin): no `sso_subject` binding.
+fn seeded(id: &str, email: &str, role: UserRole) -> UserRecord {
+    UserRecord {
+        user_id: id.into(),
+        email: Some(email.into()),
+        role,
+        teams: vec![],
+        models: vec![],
+        max_budget: None,
+        budget_duration: None,
+        metadata: serde_json::Map::new(),
+    }
+}
+
+async fn seed(store: &MemoryUserStore, user: UserRecord) {
+    store
+        .clone()
+        .oneshot(StoreRequest::InsertUser(user))
+        .await
+        .expect("seeded");
+}
+
+/// An IdP user with subject `sub`, user name `name` and e-mail `email`, `email_verified` set to
+/// `verified` (absent when `None`).
+fn idp_user(sub: &str, name: &str, email: &str, verified: Option<bool>) -> MockUser {
+    let u = MockUser::new(sub)
+        .claim("preferred_username", name)
+        .claim("email", email);
+    match verified {
+        Some(v) => u.claim("email_verified", v),
+        None => u,
+    }
+}
+
+#[tokio::test]
+async fn takeover_by_email_is_refused_by_default() {
+    // LiteLLM #36942: an IdP user who puts the admin's address in their profile became the admin.
+    let idp = MockIdp::builder()
+        .user(idp_user(
+            "sub-mallory",
+            "mallory",
+            "boss@corp.example",
+            Some(false),
+        ))
+        .user(idp_user(
+            "sub-mallory2",
+            "mallory2",
+            "BOSS@corp.example",
+            Some(true),
+        ))
+        .start()
+        .await
+        .unwrap();
+    let store = MemoryUserStore::new();
+    let root = seeded("root-admin", "boss@corp.example", UserRole::ProxyAdmin);
+    seed(&store, root.clone()).await;
+    let layer = layer(flow_builder(&idp).user_store(store.clone()));
+
+    let mut b = Browser::for_layer(&layer);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let id = b.whoami().await;
+    assert_eq!(id["user_id"], "mallory");
+    assert_eq!(id["role"], "internal_user_viewer");
+    let mallory = stored_user(&store, "mallory").await.expect("a new user");
+    assert_eq!(mallory.metadata["sso_subject"], "generic|sub-mallory");
+
+    // Off by default even for a verified address.
+    idp.select_user("sub-mallory2");
+    let mut b = Browser::for_layer(&layer);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(b.whoami().await["user_id"], "mallory2");
+
+    assert_eq!(stored_user(&store, "root-admin").await, Some(root));
+    assert_eq!(store.user_count(), 3);
+}
+
+#[tokio::test]
+async fn link_accounts_by_email_needs_a_verified_address_and_an_unbound_record() {
+    let idp = MockIdp::builder()
+        .user(idp_user(
+            "sub-mallory",
+            "mallory",
+            "boss@corp.example",
+            Some(false),
+        ))
+        .user(idp_user("sub-nomark", "nomark", "boss@corp.example", None))
+        .user(idp_user(
+            "sub-boss",
+            "boss",
+            "Boss@Corp.example",
+            Some(true),
+        ))
+        .user(idp_user("sub-x", "x", "ops@corp.example", Some(true)))
+        .start()
+        .await
+        .unwrap();
+    let root = seeded("root-admin", "boss@corp.example", UserRole::ProxyAdmin);
+    let linking = |store: &MemoryUserStore| {
+        layer(
+            flow_builder(&idp)
+                .link_accounts_by_email(true)
+                .user_store(store.clone()),
+        )
+    };
+
+    // Unverified (false or absent): not linked, a new user.
+    for (sub, name) in [("sub-mallory", "mallory"), ("sub-nomark", "nomark")] {
+        let store = MemoryUserStore::new();
+        seed(&store, root.clone()).await;
+        idp.select_user(sub);
+        let mut b = Browser::for_layer(&linking(&store));
+        assert_logged_in(&b.login(&idp, "").await, UI);
+        assert_eq!(b.whoami().await["user_id"], name);
+        assert_eq!(stored_user(&store, "root-admin").await, Some(root.clone()));
+        assert_eq!(store.user_count(), 2);
+    }
+
+    let store = MemoryUserStore::new();
+    seed(&store, root.clone()).await;
+    let mut ops = seeded("ops", "ops@corp.example", UserRole::ProxyAdmin);
+    ops.metadata
+        .insert("sso_subject".into(), json!("generic|someone-else"));
+    seed(&store, ops.clone()).await;
+    let layer = linking(&store);
+
+    // Verified, unbound record: linked and bound to this subject.
+    idp.select_user("sub-boss");
+    let mut b = Browser::for_layer(&layer);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let id = b.whoami().await;
+    assert_eq!(id["user_id"], "root-admin");
+    assert_eq!(id["role"], "proxy_admin");
+    assert_eq!(stored_user(&store, "boss").await, None);
+    let linked = stored_user(&store, "root-admin").await.unwrap();
+    assert_eq!(linked.metadata["sso_subject"], "generic|sub-boss");
+    assert_eq!(
+        (linked.role, linked.email.as_deref()),
+        (UserRole::ProxyAdmin, Some("boss@corp.example"))
+    );
+
+    // Verified, but the record is bound to another subject: 403, nothing written.
+    let before = store.user_count();
+    idp.select_user("sub-x");
+    let mut b = Browser::for_layer(&layer);
+    let msg = assert_callback_refused(b.login(&idp, "").await, StatusCode::FORBIDDEN).await;
+    assert_eq!(msg, BOUND_MSG);
+    assert_eq!(stored_user(&store, "ops").await, Some(ops));
+    assert_eq!(stored_user(&store, "x").await, None);
+    assert_eq!(store.user_count(), before);
+}
+
+#[tokio::test]
+async fn renamed_idp_user_cannot_take_over_a_bound_account() {
+    // `preferred_username` is editable at some IdPs: subject B renames itself to `alice`.
+    let idp = MockIdp::builder()
+        .user(MockUser::alice())
+        .user(idp_user("sub-B", "alice", "b@example.com", Some(true)))
+        .start()
+        .await
+        .unwrap();
+    let store = MemoryUserStore::new();
+    let layer_for = |mode: UiAccessMode| {
+        layer(
+            flow_builder(&idp)
+                .ui_access_mode(mode)
+                .proxy_admin_id("alice")
+                .user_store(store.clone()),
+        )
+    };
+    let open = layer_for(UiAccessMode::All);
+    let mut b = Browser::for_layer(&open);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let alice = stored_user(&store, "alice").await.unwrap();
+    assert_eq!(alice.metadata["sso_subject"], "generic|alice");
+
+    idp.select_user("sub-B");
+    // Both the plain path and the admin_only pre-check (which looks the user up before writing).
+    for mode in [UiAccessMode::All, UiAccessMode::AdminOnly] {
+        let mut b = Browser::for_layer(&layer_for(mode));
+        let msg = assert_callback_refused(b.login(&idp, "").await, StatusCode::FORBIDDEN).await;
+        assert_eq!(msg, BOUND_MSG);
+        assert_eq!(stored_user(&store, "alice").await.as_ref(), Some(&alice));
+        assert_eq!(store.user_count(), 1);
+        assert_eq!(store.team_count(), 0);
+    }
+
+    // The real alice still gets in.
+    idp.select_user("alice");
+    let mut b = Browser::for_layer(&open);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(b.whoami().await["user_id"], "alice");
+}
+
+#[tokio::test]
+async fn an_admin_created_user_is_bound_at_its_first_sso_login() {
+    let idp = MockIdp::builder()
+        .user(MockUser::alice())
+        .user(idp_user("sub-B", "alice", "b@example.com", Some(true)))
+        .start()
+        .await
+        .unwrap();
+    let store = MemoryUserStore::new();
+    seed(
+        &store,
+        seeded("alice", "alice@example.com", UserRole::InternalUser),
+    )
+    .await;
+    let layer = layer(flow_builder(&idp).user_store(store.clone()));
+    assert_logged_in(&Browser::for_layer(&layer).login(&idp, "").await, UI);
+    let alice = stored_user(&store, "alice").await.unwrap();
+    assert_eq!(alice.metadata["sso_subject"], "generic|alice");
+    assert_eq!(alice.role, UserRole::InternalUser);
+
+    idp.select_user("sub-B");
+    let res = Browser::for_layer(&layer).login(&idp, "").await;
+    assert_callback_refused(res, StatusCode::FORBIDDEN).await;
+    assert_eq!(stored_user(&store, "alice").await, Some(alice));
+}
+
+#[tokio::test]
+async fn fallback_user_id_is_the_verified_email_or_the_subject_never_the_names() {
+    let idp = MockIdp::builder()
+        // No preferred_username; a first name that is the admin id.
+        .user(
+            MockUser::new("sub-d1")
+                .claim("email", "Dana@Example.com")
+                .claim("email_verified", true)
+                .claim("first_name", "admin@corp.example"),
+        )
+        .user(
+            MockUser::new("sub-d2")
+                .claim("first_name", "admin@corp.example")
+                .claim("last_name", ""),
+        )
+        .user(
+            MockUser::new("sub-d3")
+                .claim("email", "jane@example.com")
+                .claim("email_verified", false)
+                .claim("first_name", "Jane")
+                .claim("last_name", "Doe"),
+        )
+        .user(
+            MockUser::new("sub-d4")
+                .claim("email", "jane.doe@example.com")
+                .claim("first_name", "Jane")
+                .claim("last_name", "Doe"),
+        )
+        .start()
+        .await
+        .unwrap();
+    let store = MemoryUserStore::new();
+    let layer = layer(
+        flow_builder(&idp)
+            .proxy_admin_id("admin@corp.example")
+            .user_store(store.clone()),
+    );
+    for (sub, expected) in [
+        ("sub-d1", "dana@example.com"),
+        ("sub-d2", "sub-d2"),
+        ("sub-d3", "sub-d3"),
+        ("sub-d4", "sub-d4"),
+    ] {
+        idp.select_user(sub);
+        let mut b = Browser::for_layer(&layer);
+        assert_logged_in(&b.login(&idp, "").await, UI);
+        let id = b.whoami().await;
+        assert_eq!(id["user_id"], expected, "{sub}");
+        assert_eq!(id["role"], "internal_user_viewer", "{sub}");
+    }
+    assert_eq!(store.user_count(), 4, "the two Jane Does are two users");
+    assert_eq!(stored_user(&store, "admin@corp.example").await, None);
+    assert_eq!(stored_user(&store, "JaneDoe").await, None);
+}
+
+#[tokio::test]
+async fn allowed_email_domains_refuse_an_unverified_address_before_the_store() {
+    let idp = MockIdp::builder()
+        .user(idp_user("sub-e1", "erin", "erin@example.com", Some(false)))
+        .user(
+            MockUser::new("sub-e2")
+                .claim("preferred_username", "erin2")
+                .claim("email", "erin2@example.com")
+                .claim("email_verified", "false"),
+        )
+        .user(idp_user("sub-f", "frank", "frank@example.com", None))
+        .start()
+        .await
+        .unwrap();
+    let store = MemoryUserStore::new();
+    let layer = layer(
+        flow_builder(&idp)
+            .allowed_email_domains(["example.com"])
+            .user_store(store.clone()),
+    );
+    for sub in ["sub-e1", "sub-e2"] {
+        idp.select_user(sub);
+        let res = Browser::for_layer(&layer).login(&idp, "").await;
+        let msg = assert_callback_refused(res, StatusCode::UNAUTHORIZED).await;
+        assert!(msg.contains("not verified"), "{msg}");
+        assert_eq!(store.user_count(), 0);
+        assert_eq!(store.team_count(), 0);
+    }
+    // No `email_verified` at all (Entra ID / Graph never sends it): allowed.
+    idp.select_user("sub-f");
+    let mut b = Browser::for_layer(&layer);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(b.whoami().await["user_id"], "frank");
+    assert_eq!(store.user_count(), 1);
+}
+
+#[tokio::test]
+async fn kelvin_sign_email_does_not_link_to_an_ascii_address() {
+    // U+212A KELVIN SIGN lower-cases to an ASCII `k` under Unicode case folding.
+    let kelvin = "admin@\u{212A}orp.example";
+    let idp = idp_with(idp_user("sub-k", "kelvin", kelvin, Some(true))).await;
+    let store = MemoryUserStore::new();
+    let admin = seeded("korp-admin", "admin@korp.example", UserRole::ProxyAdmin);
+    seed(&store, admin.clone()).await;
+    let restricted = layer(
+        flow_builder(&idp)
+            .link_accounts_by_email(true)
+            .allowed_email_domains(["korp.example"])
+            .user_store(store.clone()),
+    );
+    // The domain check does not fold either: not korp.example.
+    let res = Browser::for_layer(&restricted).login(&idp, "").await;
+    assert_callback_refused(res, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(store.user_count(), 1);
+
+    let open = layer(
+        flow_builder(&idp)
+            .link_accounts_by_email(true)
+            .user_store(store.clone()),
+    );
+    let mut b = Browser::for_layer(&open);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let id = b.whoami().await;
+    assert_eq!(id["user_id"], "kelvin");
+    assert_eq!(id["role"], "internal_user_viewer");
+    assert_ne!(id["email"], "admin@korp.example");
+    assert_eq!(stored_user(&store, "korp-admin").await, Some(admin));
+    let k = stored_user(&store, "kelvin").await.unwrap();
+    assert_eq!(k.email.as_deref(), Some(kelvin));
+}

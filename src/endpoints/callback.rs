@@ -219,7 +219,7 @@ async fn run(
         user.email = claims
             .get("mail")
             .and_then(Value::as_str)
-            .map(str::to_lowercase);
+            .map(str::to_ascii_lowercase);
     }
     config
         .claims
@@ -235,8 +235,13 @@ async fn run(
 
     // The UI access mode too, with the role this login would end up with: a user it refuses
     // must not be created or updated (the check after the upsert stays as the final word).
+    let lookup = crate::store::LoginLookup {
+        user_id: &user_id,
+        provider: config.provider_name(),
+        link_by_email: shared.link_accounts_by_email,
+    };
     if shared.policy.ui_access_mode == UiAccessMode::AdminOnly {
-        let (stored_id, role) = prospective_role(shared, &user, &user_id).await?;
+        let (stored_id, role) = prospective_role(shared, &user, &lookup).await?;
         shared
             .policy
             .check_ui_access(shared.policy.effective_role(&stored_id, role))?;
@@ -246,7 +251,7 @@ async fn run(
     let record_user = crate::store::upsert_sso_user(
         &shared.store,
         &user,
-        &user_id,
+        &lookup,
         &shared.user_defaults,
         &shared.team_defaults,
         shared.policy.proxy_admin_id.as_deref(),
@@ -287,31 +292,19 @@ async fn run(
     Ok(res)
 }
 
-/// The stored user id and the role `upsert_sso_user` would give this user, read without writing:
-/// the IdP's role, else the stored user's, else the new-user default, else
+/// The stored user id and the role `upsert_sso_user` would give this user, read without writing
+/// (the same lookup, [`crate::store::find_login_user`], so a login it would refuse is refused
+/// here too): the IdP's role, else the stored user's, else the new-user default, else
 /// `internal_user_viewer`.
 async fn prospective_role(
     shared: &Shared,
     user: &SsoUser,
-    user_id: &str,
+    lookup: &crate::store::LoginLookup<'_>,
 ) -> Result<(String, UserRole), SsoError> {
-    let unavailable = |e: crate::store::StoreError| {
-        tracing::warn!(error = %e, "user store failed during SSO login");
-        SsoError::unavailable("user store unavailable")
-    };
-    let mut found = crate::store::find_user_by_id(&shared.store, user_id)
-        .await
-        .map_err(unavailable)?;
-    if found.is_none()
-        && let Some(email) = user.email.as_deref().filter(|e| !e.is_empty())
-    {
-        found = crate::store::find_user_by_email(&shared.store, email.to_lowercase())
-            .await
-            .map_err(unavailable)?;
-    }
+    let found = crate::store::find_login_user(&shared.store, user, lookup).await?;
     let stored_id = found
         .as_ref()
-        .map_or_else(|| user_id.to_owned(), |u| u.user_id.clone());
+        .map_or_else(|| lookup.user_id.to_owned(), |u| u.user_id.clone());
     let role = user
         .role
         .or(found.map(|u| u.role))

@@ -58,7 +58,8 @@ impl MemoryUserStore {
                 Ok(StoreResponse::User(self.read().users.get(&id).cloned()))
             }
             StoreRequest::FindUserByEmail(email) => {
-                let email = email.to_lowercase();
+                // ASCII case only: Unicode folding would make `admin@\u{212A}orp` (KELVIN SIGN)
+                // find `admin@korp`.
                 let state = self.read();
                 let user = state
                     .users
@@ -66,13 +67,13 @@ impl MemoryUserStore {
                     .find(|u| {
                         u.email
                             .as_deref()
-                            .is_some_and(|e| e.to_lowercase() == email)
+                            .is_some_and(|e| e.eq_ignore_ascii_case(&email))
                     })
                     .cloned();
                 Ok(StoreResponse::User(user))
             }
             StoreRequest::InsertUser(mut user) => {
-                user.email = user.email.map(|e| e.to_lowercase());
+                user.email = user.email.map(|e| e.to_ascii_lowercase());
                 dedup_in_order(&mut user.teams);
                 let mut state = self.write();
                 if state.users.contains_key(&user.user_id) {
@@ -92,10 +93,29 @@ impl MemoryUserStore {
                     .get_mut(&user_id)
                     .ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))?;
                 if let Some(email) = email {
-                    user.email = Some(email.to_lowercase());
+                    user.email = Some(email.to_ascii_lowercase());
                 }
                 if let Some(role) = role {
                     user.role = role;
+                }
+                Ok(StoreResponse::User(Some(user.clone())))
+            }
+            StoreRequest::SetMetadataIfAbsent {
+                user_id,
+                key,
+                value,
+            } => {
+                let mut state = self.write();
+                let user = state
+                    .users
+                    .get_mut(&user_id)
+                    .ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))?;
+                if user
+                    .metadata
+                    .get(&key)
+                    .is_none_or(serde_json::Value::is_null)
+                {
+                    user.metadata.insert(key, value);
                 }
                 Ok(StoreResponse::User(Some(user.clone())))
             }
@@ -240,6 +260,64 @@ mod tests {
             .unwrap();
         assert_eq!(res, StoreResponse::User(None));
         assert_eq!(s.user_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn emails_fold_ascii_case_only() {
+        let s = MemoryUserStore::new();
+        let kelvin = "admin@\u{212A}orp.example";
+        call(&s, StoreRequest::InsertUser(user("k", Some(kelvin))))
+            .await
+            .unwrap();
+        let res = call(&s, StoreRequest::FindUserById("k".into()))
+            .await
+            .unwrap();
+        let StoreResponse::User(Some(u)) = res else {
+            panic!("{res:?}")
+        };
+        assert_eq!(u.email.as_deref(), Some(kelvin));
+        let res = call(
+            &s,
+            StoreRequest::FindUserByEmail("admin@korp.example".into()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res, StoreResponse::User(None));
+    }
+
+    #[tokio::test]
+    async fn set_metadata_if_absent_keeps_the_first_value() {
+        let s = MemoryUserStore::new();
+        call(&s, StoreRequest::InsertUser(user("u1", None)))
+            .await
+            .unwrap();
+        let set = |v: serde_json::Value| StoreRequest::SetMetadataIfAbsent {
+            user_id: "u1".into(),
+            key: "sso_subject".into(),
+            value: v,
+        };
+        for (value, expected) in [
+            (serde_json::Value::Null, serde_json::Value::Null),
+            ("a".into(), "a".into()),
+            ("b".into(), "a".into()),
+        ] {
+            let res = call(&s, set(value)).await.unwrap();
+            let StoreResponse::User(Some(u)) = res else {
+                panic!("{res:?}")
+            };
+            assert_eq!(u.metadata["sso_subject"], expected);
+        }
+        let err = call(
+            &s,
+            StoreRequest::SetMetadataIfAbsent {
+                user_id: "nope".into(),
+                key: "k".into(),
+                value: "v".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     }
 
     #[tokio::test]

@@ -12,8 +12,7 @@ mod memory;
 mod upsert;
 
 pub use self::memory::MemoryUserStore;
-#[allow(unused_imports)] // used by the SSO callback
-pub(crate) use self::upsert::upsert_sso_user;
+pub(crate) use self::upsert::{LoginLookup, find_login_user, upsert_sso_user};
 pub use self::upsert::{NewTeamDefaults, NewUserDefaults};
 
 /// A stored user.
@@ -33,7 +32,9 @@ pub struct UserRecord {
     pub max_budget: Option<f64>,
     /// Budget period (`30d`, ...).
     pub budget_duration: Option<String>,
-    /// Free-form metadata (`auth_provider`, ...).
+    /// Free-form metadata: `auth_provider`, and `sso_subject` (`"<provider name>|<sub>"`, the
+    /// IdP subject the user is bound to; see [`crate::SsoLayerBuilder::link_accounts_by_email`]).
+    /// Remove `sso_subject` (or set it to `null`) to let the next SSO login re-bind the user.
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -57,7 +58,9 @@ pub struct TeamRecord {
 pub enum StoreRequest {
     /// Find a user by id.
     FindUserById(String),
-    /// Find a user by e-mail (compared lower-cased).
+    /// Find a user by e-mail (compared lower-cased). The SSO login asks only with ASCII
+    /// addresses, and only when e-mail linking is on; a store should compare ASCII
+    /// case-insensitively and must not apply Unicode case folding (U+212A KELVIN SIGN is not `k`).
     FindUserByEmail(String),
     /// Insert a new user. Fails with [`StoreError::Conflict`] if the id exists.
     InsertUser(UserRecord),
@@ -69,6 +72,20 @@ pub enum StoreRequest {
         email: Option<String>,
         /// The new role.
         role: Option<UserRole>,
+    },
+    /// Set `metadata[key]` to `value` unless the key already holds a value (`null` counts as no
+    /// value). Answers the user as stored afterwards, so the caller sees whose value won; fails
+    /// with [`StoreError::NotFound`] if the user does not exist.
+    ///
+    /// The SSO login binds a user to its IdP subject with it (`metadata.sso_subject`); make it
+    /// atomic (compare-and-set), or two first logins from different subjects could both win.
+    SetMetadataIfAbsent {
+        /// The user.
+        user_id: String,
+        /// The metadata key.
+        key: String,
+        /// The value to set.
+        value: serde_json::Value,
     },
     /// Find a team by id, creating it from the given record if it does not exist.
     FindOrCreateTeam(TeamRecord),
@@ -208,6 +225,30 @@ pub(crate) async fn update_user(
     }
 }
 
+/// Sets `metadata[key]` unless it already holds a value; returns the user as stored afterwards.
+pub(crate) async fn set_metadata_if_absent(
+    store: &UserStore,
+    user_id: impl Into<String>,
+    key: impl Into<String>,
+    value: serde_json::Value,
+) -> Result<UserRecord, StoreError> {
+    let user_id = user_id.into();
+    match call(
+        store,
+        StoreRequest::SetMetadataIfAbsent {
+            user_id: user_id.clone(),
+            key: key.into(),
+            value,
+        },
+    )
+    .await?
+    {
+        StoreResponse::User(Some(u)) => Ok(u),
+        StoreResponse::User(None) => Err(StoreError::NotFound(format!("user {user_id}"))),
+        other => Err(unexpected("SetMetadataIfAbsent", &other)),
+    }
+}
+
 /// Finds a team by id, creating it from `team` if it does not exist.
 pub(crate) async fn find_or_create_team(
     store: &UserStore,
@@ -298,6 +339,18 @@ mod tests {
         assert_eq!(u.role, UserRole::ProxyAdmin);
         assert!(matches!(
             update_user(&s, "nope", None, None).await,
+            Err(StoreError::NotFound(_))
+        ));
+        let u = set_metadata_if_absent(&s, "u1", "k", "v1".into())
+            .await
+            .unwrap();
+        assert_eq!(u.metadata["k"], "v1");
+        let u = set_metadata_if_absent(&s, "u1", "k", "v2".into())
+            .await
+            .unwrap();
+        assert_eq!(u.metadata["k"], "v1", "the first value stays");
+        assert!(matches!(
+            set_metadata_if_absent(&s, "nope", "k", "v".into()).await,
             Err(StoreError::NotFound(_))
         ));
         let t = TeamRecord {

@@ -1,7 +1,12 @@
-//! What a login does to the user store: find or create the user, sync the role and e-mail, add the
-//! user to the IdP's teams, and promote `PROXY_ADMIN_ID`. Ported from LiteLLM's `ui_sso.py`
-//! (`get_user_info_from_db`, `upsert_sso_user`, `add_missing_team_member`,
-//! `check_and_update_if_proxy_admin_id`).
+//! What a login does to the user store: find or create the user (bound to its IdP subject), sync
+//! the role and e-mail, add the user to the IdP's teams, and promote `PROXY_ADMIN_ID`. Ported
+//! from LiteLLM's `ui_sso.py` (`get_user_info_from_db`, `upsert_sso_user`,
+//! `add_missing_team_member`, `check_and_update_if_proxy_admin_id`).
+//!
+//! Unlike upstream, a login finds a stored user by e-mail only when
+//! [`link_accounts_by_email`](crate::SsoLayerBuilder::link_accounts_by_email) is on (and then only
+//! with a verified ASCII address), and every user is bound to the IdP subject that created or
+//! first logged it in (`metadata.sso_subject`): another subject gets 403 (LiteLLM #36942).
 
 use crate::error::SsoError;
 use crate::identity::{SsoUser, UserRole};
@@ -38,47 +43,177 @@ fn store_unavailable(step: &'static str, err: StoreError) -> SsoError {
     SsoError::unavailable("user store unavailable")
 }
 
+/// The metadata key holding the IdP subject a user is bound to: `"<provider name>|<sub>"`.
+pub(crate) const SUBJECT_KEY: &str = "sso_subject";
+
+/// How a login is matched to a stored user.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoginLookup<'a> {
+    /// The login's user id ([`crate::claims::fallback_user_id`]).
+    pub(crate) user_id: &'a str,
+    /// The configured name of the provider the login came through (not the IdP's `provider`
+    /// claim, which the IdP controls).
+    pub(crate) provider: &'a str,
+    /// Whether a login whose user id is not stored may be linked to a user by e-mail.
+    pub(crate) link_by_email: bool,
+}
+
+impl LoginLookup<'_> {
+    /// The subject binding this login carries (`"<provider>|<sub>"`), if the IdP sent a `sub`.
+    fn binding(&self, user: &SsoUser) -> Option<String> {
+        user.subject
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|sub| format!("{}|{sub}", self.provider))
+    }
+}
+
+fn bound_elsewhere(user_id: &str) -> SsoError {
+    tracing::warn!(
+        user_id,
+        "SSO login refused: the stored user is bound to another IdP subject"
+    );
+    SsoError::forbidden("this account is bound to another identity at the identity provider")
+}
+
+/// Whether `record` is bound to an IdP subject (`null` counts as not bound).
+fn is_bound(record: &UserRecord) -> bool {
+    record
+        .metadata
+        .get(SUBJECT_KEY)
+        .is_some_and(|v| !v.is_null())
+}
+
+/// 403 when `record` is bound to a subject other than `binding` (also when the login has no
+/// subject at all); an unbound record passes.
+fn check_binding(record: &UserRecord, binding: Option<&str>) -> Result<(), SsoError> {
+    if !is_bound(record) {
+        return Ok(());
+    }
+    match (record.metadata.get(SUBJECT_KEY), binding) {
+        (Some(serde_json::Value::String(stored)), Some(b)) if stored == b => Ok(()),
+        _ => Err(bound_elsewhere(&record.user_id)),
+    }
+}
+
+/// An e-mail that may link a login to a stored user: non-empty, ASCII, with an `@`; lower-cased.
+fn linkable_email(email: Option<&str>) -> Option<String> {
+    email
+        .filter(|e| !e.is_empty() && e.is_ascii() && e.contains('@'))
+        .map(str::to_ascii_lowercase)
+}
+
+/// Finds the stored user a login belongs to, without writing anything. Used both before the
+/// store is written (the `admin_only` check) and by [`upsert_sso_user`].
+///
+/// 1. By `lookup.user_id`. If that user is bound to an IdP subject (`metadata.sso_subject`) other
+///    than this login's `"<provider>|<sub>"` (or the login has no `sub`), the login is refused
+///    with 403. An unbound user is returned (and [`upsert_sso_user`] binds it).
+/// 2. Not found, and only when `lookup.link_by_email` is on (upstream always does this): by
+///    e-mail, when the IdP marks it verified (`email_verified == Some(true)`), the address is
+///    ASCII, and the IdP sent a `sub`. A user found so must have that same address (compared
+///    ASCII case-insensitively, whatever the store does) and pass the binding rule of step 1
+///    (403 otherwise).
+///
+/// `Ok(None)`: the login creates a new user. Store failures become a short 503.
+pub(crate) async fn find_login_user(
+    store: &UserStore,
+    user: &SsoUser,
+    lookup: &LoginLookup<'_>,
+) -> Result<Option<UserRecord>, SsoError> {
+    let binding = lookup.binding(user);
+    if let Some(found) = super::find_user_by_id(store, lookup.user_id)
+        .await
+        .map_err(|e| store_unavailable("find user", e))?
+    {
+        check_binding(&found, binding.as_deref())?;
+        return Ok(Some(found));
+    }
+    if !lookup.link_by_email || binding.is_none() || user.email_verified != Some(true) {
+        return Ok(None);
+    }
+    let Some(email) = linkable_email(user.email.as_deref()) else {
+        return Ok(None);
+    };
+    let found = super::find_user_by_email(store, email.clone())
+        .await
+        .map_err(|e| store_unavailable("find user", e))?
+        .filter(|u| {
+            u.email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(&email))
+        });
+    if let Some(found) = &found {
+        check_binding(found, binding.as_deref())?;
+    }
+    Ok(found)
+}
+
+/// Binds `record` to `binding` if it is not bound yet (an atomic set-if-absent in the store);
+/// 403 if another login bound it to another subject meanwhile. No binding: nothing happens.
+async fn bind_subject(
+    store: &UserStore,
+    record: UserRecord,
+    binding: Option<&str>,
+) -> Result<UserRecord, SsoError> {
+    let Some(binding) = binding else {
+        return Ok(record);
+    };
+    if is_bound(&record) {
+        check_binding(&record, Some(binding))?;
+        return Ok(record);
+    }
+    let stored = super::set_metadata_if_absent(
+        store,
+        record.user_id.clone(),
+        SUBJECT_KEY,
+        serde_json::Value::String(binding.to_owned()),
+    )
+    .await
+    .map_err(|e| store_unavailable("bind user", e))?;
+    check_binding(&stored, Some(binding))?;
+    Ok(stored)
+}
+
 /// Finds or creates the user who just logged in, and brings the stored record up to date.
 ///
-/// 1. Look the user up by `user_id`, then (if not found and the IdP gave one) by e-mail.
+/// 1. Find the user with [`find_login_user`] (by id, then, only if enabled, by verified e-mail;
+///    403 if the user is bound to another IdP subject). Nothing has been written at that point.
 /// 2. Not found: create it with the IdP's role, else `users.role`, else `internal_user_viewer`,
-///    and the budgets and models from `users`; the e-mail lower-cased, `metadata.auth_provider` set.
-///    Found: the stored user id and models are kept; the e-mail is updated (lower-cased) and, when
-///    the IdP grants a role, the role. Nothing is written when nothing changes.
+///    and the budgets and models from `users`; the e-mail lower-cased (ASCII),
+///    `metadata.auth_provider` set, and `metadata.sso_subject` set to `"<provider>|<sub>"` when
+///    the IdP sent a `sub`. Found: first bind an unbound user to this login's subject (a
+///    set-if-absent in the store: 403 if another subject won), then keep the stored user id and
+///    models, update the e-mail (lower-cased) and, when the IdP grants a role, the role. Nothing
+///    is written when nothing changes.
 /// 3. Add the user to every IdP team they are not yet in, creating missing teams from `teams`
 ///    (also for brand-new users; upstream bug #17051).
 /// 4. If the user's (stored) id is `proxy_admin_id`, promote them to `proxy_admin`.
 ///
 /// Returns the final record. Any store failure becomes a 503 with a short message.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) async fn upsert_sso_user(
     store: &UserStore,
     user: &SsoUser,
-    user_id: &str,
+    lookup: &LoginLookup<'_>,
     users: &NewUserDefaults,
     teams: &NewTeamDefaults,
     proxy_admin_id: Option<&str>,
 ) -> Result<UserRecord, SsoError> {
-    let email = user.email.as_deref().map(str::to_lowercase);
+    let user_id = lookup.user_id;
+    let binding = lookup.binding(user);
+    let email = user.email.as_deref().map(str::to_ascii_lowercase);
 
-    let mut found = super::find_user_by_id(store, user_id)
-        .await
-        .map_err(|e| store_unavailable("find user", e))?;
-    if found.is_none()
-        && let Some(email) = email.as_deref().filter(|e| !e.is_empty())
-    {
-        found = super::find_user_by_email(store, email)
-            .await
-            .map_err(|e| store_unavailable("find user", e))?;
-    }
-
+    let found = find_login_user(store, user, lookup).await?;
     let mut record = match found {
-        Some(existing) => update_existing(store, existing, email, user.role).await?,
+        Some(existing) => {
+            let existing = bind_subject(store, existing, binding.as_deref()).await?;
+            update_existing(store, existing, email, user.role).await?
+        }
         None => {
-            let new = new_user_record(user, user_id, email.clone(), users);
+            let new = new_user_record(user, user_id, email.clone(), binding.as_deref(), users);
             match super::insert_user(store, new).await {
                 Ok(record) => record,
-                // Another login created the user meanwhile: update it instead.
+                // Another login created the user meanwhile: update it instead, if it is ours.
                 Err(StoreError::Conflict(_)) => {
                     let existing = super::find_user_by_id(store, user_id)
                         .await
@@ -89,6 +224,8 @@ pub(crate) async fn upsert_sso_user(
                                 StoreError::NotFound(user_id.to_owned()),
                             )
                         })?;
+                    check_binding(&existing, binding.as_deref())?;
+                    let existing = bind_subject(store, existing, binding.as_deref()).await?;
                     update_existing(store, existing, email, user.role).await?
                 }
                 Err(e) => return Err(store_unavailable("insert user", e)),
@@ -119,6 +256,7 @@ fn new_user_record(
     user: &SsoUser,
     user_id: &str,
     email: Option<String>,
+    binding: Option<&str>,
     defaults: &NewUserDefaults,
 ) -> UserRecord {
     let mut metadata = serde_json::Map::new();
@@ -126,6 +264,12 @@ fn new_user_record(
         metadata.insert(
             "auth_provider".to_owned(),
             serde_json::Value::String(provider.clone()),
+        );
+    }
+    if let Some(binding) = binding {
+        metadata.insert(
+            SUBJECT_KEY.to_owned(),
+            serde_json::Value::String(binding.to_owned()),
         );
     }
     UserRecord {
@@ -275,6 +419,27 @@ mod tests {
         }
     }
 
+    fn lookup(user_id: &str, link_by_email: bool) -> LoginLookup<'_> {
+        LoginLookup {
+            user_id,
+            provider: "generic",
+            link_by_email,
+        }
+    }
+
+    async fn try_upsert(r: &Recorder, user: &SsoUser, link: bool) -> Result<UserRecord, SsoError> {
+        let id = user.id.clone().unwrap();
+        upsert_sso_user(
+            &r.store(),
+            user,
+            &lookup(&id, link),
+            &NewUserDefaults::default(),
+            &NewTeamDefaults::default(),
+            None,
+        )
+        .await
+    }
+
     async fn upsert(
         r: &Recorder,
         user: &SsoUser,
@@ -285,13 +450,38 @@ mod tests {
         upsert_sso_user(
             &r.store(),
             user,
-            &id,
+            &lookup(&id, false),
             users,
             &NewTeamDefaults::default(),
             admin,
         )
         .await
         .unwrap()
+    }
+
+    /// `sso(..)` with an IdP subject and the e-mail marked verified.
+    fn verified(id: &str, email: &str, sub: &str) -> SsoUser {
+        SsoUser {
+            email_verified: Some(true),
+            subject: Some(sub.into()),
+            ..sso(id, email, None)
+        }
+    }
+
+    fn bound_to(mut record: UserRecord, binding: &str) -> UserRecord {
+        record.metadata.insert(
+            SUBJECT_KEY.into(),
+            serde_json::Value::String(binding.into()),
+        );
+        record
+    }
+
+    fn assert_bound_elsewhere(err: SsoError) {
+        assert_eq!(err.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            err.message(),
+            "this account is bound to another identity at the identity provider"
+        );
     }
 
     #[tokio::test]
@@ -465,20 +655,248 @@ mod tests {
     #[tokio::test]
     async fn found_by_email_keeps_stored_user_id() {
         // test_apply_user_info_values_to_sso_user_defined_values: DB "123", SSO "456" -> "123".
+        // Here only with link_by_email on and a verified e-mail.
         let r = Recorder::default();
         let mut existing = stored("123", "a@x.com", UserRole::InternalUser);
         existing.models = vec!["no-default-models".into()];
         r.seed(existing).await;
-        let u = upsert(
-            &r,
-            &sso("456", "A@x.com", None),
-            &NewUserDefaults::default(),
-            None,
-        )
-        .await;
+        let u = try_upsert(&r, &verified("456", "A@x.com", "s-456"), true)
+            .await
+            .unwrap();
         assert_eq!(u.user_id, "123");
         assert_eq!(u.models, vec!["no-default-models".to_owned()]);
+        assert_eq!(u.metadata[SUBJECT_KEY], "generic|s-456");
         assert_eq!(r.inner.user_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn email_is_not_a_key_by_default() {
+        // LiteLLM #36942: same e-mail, another IdP user id -> a new user, never the stored one.
+        let r = Recorder::default();
+        let root = stored("root-admin", "boss@corp.example", UserRole::ProxyAdmin);
+        r.seed(root.clone()).await;
+        for (flag, id) in [(Some(true), "m1"), (Some(false), "m2"), (None, "m3")] {
+            let user = SsoUser {
+                email_verified: flag,
+                ..verified(id, "boss@corp.example", id)
+            };
+            let u = try_upsert(&r, &user, false).await.unwrap();
+            assert_eq!(
+                (u.user_id.as_str(), u.role),
+                (id, UserRole::InternalUserViewer)
+            );
+        }
+        assert_eq!(r.get("root-admin").await, root);
+    }
+
+    #[tokio::test]
+    async fn email_link_needs_verified_ascii_and_a_subject() {
+        let r = Recorder::default();
+        let root = stored("root-admin", "admin@korp.example", UserRole::ProxyAdmin);
+        r.seed(root.clone()).await;
+        let cases = [
+            (
+                "unverified",
+                SsoUser {
+                    email_verified: Some(false),
+                    ..verified("a", "admin@korp.example", "s")
+                },
+            ),
+            (
+                "unknown",
+                SsoUser {
+                    email_verified: None,
+                    ..verified("b", "admin@korp.example", "s")
+                },
+            ),
+            (
+                "no sub",
+                SsoUser {
+                    subject: None,
+                    ..verified("c", "admin@korp.example", "s")
+                },
+            ),
+            ("kelvin", verified("d", "admin@\u{212A}orp.example", "s")),
+        ];
+        for (what, user) in cases {
+            let found = find_login_user(
+                &r.store(),
+                &user,
+                &lookup(user.id.as_deref().unwrap(), true),
+            )
+            .await
+            .unwrap();
+            assert_eq!(found, None, "{what}");
+        }
+        let user = verified("e", "Admin@Korp.Example", "s");
+        let found = find_login_user(&r.store(), &user, &lookup("e", true))
+            .await
+            .unwrap();
+        assert_eq!(found, Some(root));
+        assert_eq!(r.take_writes(), vec![]);
+    }
+
+    #[tokio::test]
+    async fn a_unicode_folding_store_does_not_widen_the_email_link() {
+        // A store that answers FindUserByEmail with Unicode case folding.
+        let root = stored(
+            "root-admin",
+            "admin@\u{212A}orp.example",
+            UserRole::ProxyAdmin,
+        );
+        let folding: UserStore =
+            BoxCloneSyncService::new(tower::service_fn(move |req: StoreRequest| {
+                let root = root.clone();
+                async move {
+                    Ok::<_, StoreError>(match req {
+                        StoreRequest::FindUserByEmail(e)
+                            if e.to_lowercase()
+                                == root.email.as_deref().unwrap().to_lowercase() =>
+                        {
+                            StoreResponse::User(Some(root))
+                        }
+                        _ => StoreResponse::User(None),
+                    })
+                }
+            }));
+        let user = verified("k", "admin@korp.example", "s");
+        let found = find_login_user(&folding, &user, &lookup("k", true))
+            .await
+            .unwrap();
+        assert_eq!(found, None);
+    }
+
+    #[tokio::test]
+    async fn new_and_unbound_users_are_bound_to_the_subject() {
+        let r = Recorder::default();
+        let u = try_upsert(&r, &verified("n", "n@x.com", "sub-n"), false)
+            .await
+            .unwrap();
+        assert_eq!(u.metadata[SUBJECT_KEY], "generic|sub-n");
+        assert_eq!(r.get("n").await.metadata[SUBJECT_KEY], "generic|sub-n");
+
+        // Created by an admin: bound at the first SSO login, before anything else is written.
+        r.seed(stored("adm", "adm@x.com", UserRole::InternalUser))
+            .await;
+        r.take_writes();
+        let user = SsoUser {
+            role: Some(UserRole::ProxyAdminViewer),
+            ..verified("adm", "adm@x.com", "sub-adm")
+        };
+        let u = try_upsert(&r, &user, false).await.unwrap();
+        assert_eq!(u.metadata[SUBJECT_KEY], "generic|sub-adm");
+        assert_eq!(u.role, UserRole::ProxyAdminViewer);
+        let writes = r.take_writes();
+        assert_eq!(
+            writes.first(),
+            Some(&StoreRequest::SetMetadataIfAbsent {
+                user_id: "adm".into(),
+                key: SUBJECT_KEY.into(),
+                value: "generic|sub-adm".into(),
+            })
+        );
+        assert_eq!(writes.len(), 2, "{writes:?}");
+
+        // The same subject again: nothing to bind.
+        try_upsert(&r, &user, false).await.unwrap();
+        assert_eq!(r.take_writes(), vec![]);
+
+        // No `sub`: nothing is bound.
+        let user = SsoUser {
+            subject: None,
+            ..verified("anon", "anon@x.com", "x")
+        };
+        let u = try_upsert(&r, &user, false).await.unwrap();
+        assert!(!u.metadata.contains_key(SUBJECT_KEY));
+    }
+
+    #[tokio::test]
+    async fn another_subject_is_refused_before_any_write() {
+        let r = Recorder::default();
+        let alice = bound_to(
+            stored("alice", "alice@x.com", UserRole::InternalUser),
+            "generic|sub-a",
+        );
+        r.seed(alice.clone()).await;
+        let mut intruder = verified("alice", "evil@x.com", "sub-b");
+        intruder.role = Some(UserRole::ProxyAdmin);
+        intruder.team_ids = vec!["t".into()];
+        for link in [false, true] {
+            assert_bound_elsewhere(try_upsert(&r, &intruder, link).await.unwrap_err());
+        }
+        // The same sub at another provider is another identity.
+        let lookup_other = LoginLookup {
+            provider: "okta",
+            ..lookup("alice", false)
+        };
+        let user = verified("alice", "alice@x.com", "sub-a");
+        let err = find_login_user(&r.store(), &user, &lookup_other)
+            .await
+            .unwrap_err();
+        assert_bound_elsewhere(err);
+        // A bound user and a login without any `sub`.
+        let user = SsoUser {
+            subject: None,
+            ..user
+        };
+        assert_bound_elsewhere(try_upsert(&r, &user, false).await.unwrap_err());
+        // By e-mail, too.
+        let by_email = verified("alice2", "ALICE@x.com", "sub-c");
+        assert_bound_elsewhere(try_upsert(&r, &by_email, true).await.unwrap_err());
+
+        assert_eq!(r.take_writes(), vec![]);
+        assert_eq!(r.get("alice").await, alice);
+        assert_eq!(r.inner.user_count(), 1);
+        assert_eq!(r.inner.team_count(), 0);
+
+        // The owner still gets in.
+        let u = try_upsert(&r, &verified("alice", "alice@x.com", "sub-a"), true)
+            .await
+            .unwrap();
+        assert_eq!(u.user_id, "alice");
+    }
+
+    #[tokio::test]
+    async fn a_lost_binding_race_is_refused() {
+        // The store says the user is unbound, but by the time we bind, another subject has won.
+        let inner = MemoryUserStore::new();
+        inner
+            .clone()
+            .oneshot(StoreRequest::InsertUser(stored(
+                "u",
+                "u@x.com",
+                UserRole::InternalUser,
+            )))
+            .await
+            .unwrap();
+        let racy = inner.clone();
+        let store: UserStore =
+            BoxCloneSyncService::new(tower::service_fn(move |req: StoreRequest| {
+                let racy = racy.clone();
+                async move {
+                    if let StoreRequest::SetMetadataIfAbsent { user_id, key, .. } = &req {
+                        racy.clone()
+                            .oneshot(StoreRequest::SetMetadataIfAbsent {
+                                user_id: user_id.clone(),
+                                key: key.clone(),
+                                value: "generic|winner".into(),
+                            })
+                            .await?;
+                    }
+                    racy.oneshot(req).await
+                }
+            }));
+        let err = upsert_sso_user(
+            &store,
+            &verified("u", "u@x.com", "loser"),
+            &lookup("u", false),
+            &NewUserDefaults::default(),
+            &NewTeamDefaults::default(),
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert_bound_elsewhere(err);
     }
 
     #[tokio::test]
@@ -513,7 +931,7 @@ mod tests {
         let u = upsert_sso_user(
             &s,
             &user,
-            "u",
+            &lookup("u", false),
             &NewUserDefaults::default(),
             &team_defaults,
             None,
@@ -660,7 +1078,7 @@ mod tests {
         let err = upsert_sso_user(
             &failing,
             &sso("u", "u@x.com", None),
-            "u",
+            &lookup("u", false),
             &NewUserDefaults::default(),
             &NewTeamDefaults::default(),
             None,
