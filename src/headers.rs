@@ -58,8 +58,16 @@ pub(crate) fn set_identity_headers(headers: &mut HeaderMap, identity: &Identity)
     if let Some(Ok(v)) = identity.email().map(HeaderValue::from_str) {
         headers.insert(FORWARDED_EMAIL, v);
     }
-    if !identity.team_ids().is_empty()
-        && let Ok(v) = HeaderValue::from_str(&identity.team_ids().join(","))
+    // The list is comma-separated: a team id that itself holds a comma would read upstream as
+    // two groups, so such ids are left out of the header.
+    let groups: Vec<&str> = identity
+        .team_ids()
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !t.is_empty() && !t.contains(','))
+        .collect();
+    if !groups.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&groups.join(","))
     {
         headers.insert(FORWARDED_GROUPS, v);
     }
@@ -92,5 +100,23 @@ mod tests {
         strip_identity_headers(&mut h);
         assert_eq!(h.len(), 2, "{h:?}");
         assert!(h.contains_key("x-forwarded-for"));
+    }
+
+    #[test]
+    fn team_ids_with_commas_are_left_out_of_the_groups_header() {
+        let identity = Identity::new(crate::identity::IdentityData {
+            user_id: "u".into(),
+            email: None,
+            display_name: None,
+            role: crate::identity::UserRole::InternalUser,
+            team_ids: vec!["devs".into(), "devs,admins".into(), "ops".into()],
+            provider: None,
+            attributes: serde_json::Map::new(),
+            session_id: "s".into(),
+            expires_at: 0,
+        });
+        let mut h = HeaderMap::new();
+        set_identity_headers(&mut h, &identity);
+        assert_eq!(h[FORWARDED_GROUPS], "devs,ops");
     }
 }

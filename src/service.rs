@@ -10,7 +10,7 @@ use crate::endpoints;
 use crate::future::ResponseFuture;
 use crate::headers::{set_identity_headers, strip_identity_headers};
 use crate::layer::{Shared, SsoLayer};
-use crate::session::token_from_headers;
+use crate::session::session_token;
 use std::sync::Arc;
 
 /// The service [`SsoLayer`] wraps around an inner service.
@@ -87,10 +87,8 @@ where
         }
 
         // 3. Everything else needs a valid session.
-        let verified = match token_from_headers(req.headers(), &self.shared.cookie.name) {
-            Some(token) => self.shared.sessions.verify(token),
-            None => Err(crate::session::SessionError::Missing),
-        };
+        let verified = session_token(req.headers(), &self.shared.cookie.name)
+            .and_then(|token| self.shared.sessions.verify(token));
         match verified {
             Ok(identity) => {
                 if self.shared.identity_headers {

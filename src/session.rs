@@ -86,6 +86,9 @@ pub enum SessionError {
     Expired,
     /// Revoked by logout.
     Revoked,
+    /// The request carries several different session cookies (one may have been planted from a
+    /// sibling domain): none of them is trusted.
+    Ambiguous,
 }
 
 impl SessionError {
@@ -97,9 +100,40 @@ impl SessionError {
             SessionError::Invalid => "invalid session token",
             SessionError::Expired => "session expired",
             SessionError::Revoked => "session revoked",
+            SessionError::Ambiguous => "several session cookies: log in again",
         }
     }
 }
+
+/// The longest session token issued: browsers drop a cookie over 4096 bytes silently (RFC 6265bis),
+/// which would loop the user through login.
+pub const MAX_ISSUED_TOKEN_LEN: usize = 3800;
+
+/// Why a session could not be issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueError {
+    /// The token would not fit in a cookie (too many teams or attributes).
+    TooLarge {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// Signing failed.
+    Encode,
+}
+
+impl std::fmt::Display for IssueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IssueError::TooLarge { len } => write!(
+                f,
+                "the session would be {len} bytes, over the {MAX_ISSUED_TOKEN_LEN}-byte cookie limit (too many teams or attributes)"
+            ),
+            IssueError::Encode => f.write_str("could not sign the session"),
+        }
+    }
+}
+
+impl std::error::Error for IssueError {}
 
 /// What a new session is made of.
 #[derive(Debug, Clone, PartialEq)]
@@ -293,10 +327,7 @@ impl SessionCodec {
     }
 
     /// Issues a session token for `session`. Returns the token and the identity it stands for.
-    pub fn issue(
-        &self,
-        session: NewSession,
-    ) -> Result<(String, Identity), jsonwebtoken::errors::Error> {
+    pub fn issue(&self, session: NewSession) -> Result<(String, Identity), IssueError> {
         let now = self.inner.clock.now();
         let exp = now.saturating_add(self.inner.ttl.as_secs());
         let jti = crate::random::token(24);
@@ -326,7 +357,11 @@ impl SessionCodec {
             &Header::new(Algorithm::HS256),
             &claims,
             &self.inner.encoding,
-        )?;
+        )
+        .map_err(|_| IssueError::Encode)?;
+        if token.len() > MAX_ISSUED_TOKEN_LEN {
+            return Err(IssueError::TooLarge { len: token.len() });
+        }
         let identity = identity_from(claims);
         Ok((token, identity))
     }
@@ -362,6 +397,12 @@ impl SessionCodec {
         self.inner
             .verified
             .insert(TokenKey(token.into()), identity.clone());
+        // A logout that ran between the check above and the insert may have missed this entry:
+        // look again now that it is visible (revoke inserts first, then invalidates).
+        if self.inner.revoked.contains_key(identity.session_id()) {
+            self.inner.verified.invalidate(&TokenRef(token));
+            return Err(SessionError::Revoked);
+        }
         Ok(identity)
     }
 
@@ -402,6 +443,11 @@ fn identity_from(claims: SessionClaims) -> Identity {
 /// Public only for `benches/gate.rs`; not part of the supported API.
 #[doc(hidden)]
 pub fn find_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    find_cookie_and_rest(header, name).map(|(value, _)| value)
+}
+
+/// The value of cookie `name` and the rest of the header after its pair.
+fn find_cookie_and_rest<'a>(header: &'a str, name: &str) -> Option<(&'a str, &'a str)> {
     // The same as `header.split(';').find_map(..)`, with a faster search for the `;` that ends a
     // pair: the pair we are after is a ~700-byte token, and `str::split` looks for `;` a word at a
     // time.
@@ -416,7 +462,7 @@ pub fn find_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
             .strip_prefix(name)
             .and_then(|r| r.strip_prefix('='))
         {
-            return Some(value.trim_end().trim_matches('"'));
+            return Some((value.trim_end().trim_matches('"'), next.unwrap_or("")));
         }
         rest = next?;
     }
@@ -441,25 +487,52 @@ fn find_semicolon(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Finds the session token in a request: the `name` cookie first, then `Authorization: Bearer`.
+/// `None` when there is none, or when the cookie is ambiguous (see [`session_token`]).
 pub(crate) fn token_from_headers<'a>(
     headers: &'a http::HeaderMap,
     cookie_name: &str,
 ) -> Option<&'a str> {
+    session_token(headers, cookie_name).ok()
+}
+
+/// The session token of a request: the `name` cookie, else `Authorization: Bearer`.
+///
+/// Two different values for the cookie (a cookie planted with `Domain=` from a sibling host is
+/// sent alongside ours, and browsers put it first for longer paths) make the request
+/// [`SessionError::Ambiguous`] rather than trusting either.
+pub(crate) fn session_token<'a>(
+    headers: &'a http::HeaderMap,
+    cookie_name: &str,
+) -> Result<&'a str, SessionError> {
+    let mut found: Option<&str> = None;
     for value in headers.get_all(http::header::COOKIE) {
-        if let Ok(s) = value.to_str()
-            && let Some(v) = find_cookie(s, cookie_name)
-            && !v.is_empty()
-        {
-            return Some(v);
+        let Ok(mut rest) = value.to_str() else {
+            continue;
+        };
+        while let Some((v, after)) = find_cookie_and_rest(rest, cookie_name) {
+            if !v.is_empty() {
+                match found {
+                    Some(seen) if seen != v => return Err(SessionError::Ambiguous),
+                    _ => found = Some(v),
+                }
+            }
+            rest = after;
         }
     }
-    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = auth.split_once(' ')?;
-    if scheme.eq_ignore_ascii_case("bearer") {
-        let token = token.trim();
-        (!token.is_empty()).then_some(token)
-    } else {
-        None
+    if let Some(token) = found {
+        return Ok(token);
+    }
+    let auth = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(SessionError::Missing)?;
+    match auth.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim())
+        }
+        _ => Err(SessionError::Missing),
     }
 }
 

@@ -376,3 +376,61 @@ async fn works_as_an_axum_layer_with_the_extractor() {
         .to_bytes();
     assert_eq!(&body[..], b"false");
 }
+
+#[tokio::test]
+async fn two_different_session_cookies_are_ambiguous_and_refused() {
+    let layer = layer();
+    let up = Upstream::default();
+    let app = up.behind(&layer);
+    let victim = token_for(&layer, alice());
+    let planted = token_for(
+        &layer,
+        tower_sso::session::NewSession {
+            user_id: "mallory".into(),
+            ..alice()
+        },
+    );
+    // A cookie planted from a sibling domain is sent alongside ours: trust neither.
+    let res = send(
+        &app,
+        get(
+            "/whoami",
+            &[("cookie", &format!("token={planted}; token={victim}"))],
+        ),
+    )
+    .await;
+    let msg = assert_401_json(res).await;
+    assert!(msg.contains("several session cookies"), "{msg}");
+    // Also across separate Cookie headers (HTTP/2 splits them).
+    let req = http::Request::get("/whoami")
+        .header("cookie", format!("token={planted}"))
+        .header("cookie", format!("token={victim}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    assert_401_json(send(&app, req).await).await;
+    // The same value twice is not ambiguous.
+    let res = send(
+        &app,
+        get(
+            "/whoami",
+            &[("cookie", &format!("token={victim}; token={victim}"))],
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(up.calls(), 1);
+}
+
+#[tokio::test]
+async fn sessions_too_large_for_a_cookie_are_not_issued() {
+    let layer = layer();
+    let many_teams: Vec<String> = (0..400).map(|i| format!("team-number-{i}")).collect();
+    let err = layer
+        .sessions()
+        .issue(tower_sso::session::NewSession {
+            team_ids: many_teams,
+            ..alice()
+        })
+        .unwrap_err();
+    assert!(matches!(err, tower_sso::session::IssueError::TooLarge { len } if len > 3800));
+}

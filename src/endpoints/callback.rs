@@ -24,7 +24,7 @@ use crate::oidc::{
 use crate::policy::UiAccessMode;
 use crate::provider::ClientAuthMethod;
 use crate::provider::ProviderKind;
-use crate::session::NewSession;
+use crate::session::{IssueError, NewSession};
 
 /// Clock skew tolerated on id_token times.
 const LEEWAY_SECS: u64 = 60;
@@ -280,7 +280,15 @@ async fn run(
             provider: user.provider.clone(),
             attributes: user.extra.clone(),
         })
-        .map_err(|_| SsoError::internal("could not issue the session"))?;
+        .map_err(|e| match e {
+            IssueError::TooLarge { .. } => {
+                tracing::warn!(error = %e, "SSO login refused: session too large");
+                SsoError::unauthorized(
+                    "the session would not fit in a cookie: the identity provider sent too many groups or attributes",
+                )
+            }
+            IssueError::Encode => SsoError::internal("could not issue the session"),
+        })?;
     tracing::info!(user_id = %identity.user_id(), role = %identity.role(), provider = %config.name, "SSO login");
 
     let target = record

@@ -12,7 +12,7 @@ use crate::future::EndpointFuture;
 use crate::identity::Identity;
 use crate::layer::Shared;
 use crate::path::is_plain;
-use crate::session::{SessionError, token_from_headers};
+use crate::session::{SessionError, session_token};
 
 mod callback;
 mod cookies;
@@ -104,11 +104,8 @@ pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> E
 
 /// The session of a request to an endpoint that needs one (settings, readiness).
 pub(crate) fn require_session(shared: &Shared, parts: &Parts) -> Result<Identity, SsoError> {
-    let token = token_from_headers(&parts.headers, &shared.cookie.name)
-        .ok_or_else(|| SsoError::unauthorized(SessionError::Missing.message()))?;
-    shared
-        .sessions
-        .verify(token)
+    session_token(&parts.headers, &shared.cookie.name)
+        .and_then(|token| shared.sessions.verify(token))
         .map_err(|e| SsoError::unauthorized(e.message()))
 }
 
