@@ -177,34 +177,13 @@ impl SsoLayerBuilder {
             match env.get("MICROSOFT_CLIENT_SECRET") {
                 Some(secret) => {
                     let tenant = env.get("MICROSOFT_TENANT");
-                    let mut p = Provider::microsoft(id, secret, tenant.as_deref());
-                    if let Some(u) = env.get("MICROSOFT_AUTHORIZATION_ENDPOINT") {
-                        p = p.authorization_endpoint(u);
-                    }
-                    if let Some(u) = env.get("MICROSOFT_TOKEN_ENDPOINT") {
-                        p = p.token_endpoint(u);
-                    }
-                    if let Some(u) = env.get("MICROSOFT_USERINFO_ENDPOINT") {
-                        p = p.userinfo_endpoint(u);
-                    }
+                    let p = endpoints_from_env(
+                        &env,
+                        "MICROSOFT",
+                        Provider::microsoft(id, secret, tenant.as_deref()),
+                    );
                     let mut claims = p.claims.clone();
-                    override_attr(&env, "MICROSOFT_USER_EMAIL_ATTRIBUTE", &mut claims.email);
-                    override_attr(
-                        &env,
-                        "MICROSOFT_USER_DISPLAY_NAME_ATTRIBUTE",
-                        &mut claims.display_name,
-                    );
-                    override_attr(&env, "MICROSOFT_USER_ID_ATTRIBUTE", &mut claims.user_id);
-                    override_attr(
-                        &env,
-                        "MICROSOFT_USER_FIRST_NAME_ATTRIBUTE",
-                        &mut claims.first_name,
-                    );
-                    override_attr(
-                        &env,
-                        "MICROSOFT_USER_LAST_NAME_ATTRIBUTE",
-                        &mut claims.last_name,
-                    );
+                    attributes_from_env(&env, "MICROSOFT", &mut claims);
                     b = b.provider(p.claims(claims));
                 }
                 None => env.bad(
@@ -225,9 +204,44 @@ impl SsoLayerBuilder {
     }
 }
 
-fn override_attr<F: Fn(&str) -> Option<String>>(env: &Env<F>, name: &str, slot: &mut String) {
-    if let Some(v) = env.get(name) {
-        *slot = v;
+/// `{FAMILY}_AUTHORIZATION_ENDPOINT`, `_TOKEN_ENDPOINT` and `_USERINFO_ENDPOINT`, when set,
+/// override the provider's endpoints.
+fn endpoints_from_env<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    family: &str,
+    mut p: Provider,
+) -> Provider {
+    if let Some(u) = env.get(&format!("{family}_AUTHORIZATION_ENDPOINT")) {
+        p = p.authorization_endpoint(u);
+    }
+    if let Some(u) = env.get(&format!("{family}_TOKEN_ENDPOINT")) {
+        p = p.token_endpoint(u);
+    }
+    if let Some(u) = env.get(&format!("{family}_USERINFO_ENDPOINT")) {
+        p = p.userinfo_endpoint(u);
+    }
+    p
+}
+
+/// `{FAMILY}_USER_{ID,DISPLAY_NAME,EMAIL,FIRST_NAME,LAST_NAME,PROVIDER,ROLE}_ATTRIBUTE`, when set,
+/// override the claim names.
+fn attributes_from_env<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    family: &str,
+    claims: &mut ClaimMapping,
+) {
+    for (attr, slot) in [
+        ("ID", &mut claims.user_id),
+        ("DISPLAY_NAME", &mut claims.display_name),
+        ("EMAIL", &mut claims.email),
+        ("FIRST_NAME", &mut claims.first_name),
+        ("LAST_NAME", &mut claims.last_name),
+        ("PROVIDER", &mut claims.provider),
+        ("ROLE", &mut claims.role),
+    ] {
+        if let Some(v) = env.get(&format!("{family}_USER_{attr}_ATTRIBUTE")) {
+            *slot = v;
+        }
     }
 }
 
@@ -248,15 +262,7 @@ fn generic_from_env<F: Fn(&str) -> Option<String>>(
             Provider::generic(id, secret)
         }
     };
-    if let Some(u) = env.get("GENERIC_AUTHORIZATION_ENDPOINT") {
-        p = p.authorization_endpoint(u);
-    }
-    if let Some(u) = env.get("GENERIC_TOKEN_ENDPOINT") {
-        p = p.token_endpoint(u);
-    }
-    if let Some(u) = env.get("GENERIC_USERINFO_ENDPOINT") {
-        p = p.userinfo_endpoint(u);
-    }
+    p = endpoints_from_env(env, "GENERIC", p);
     if let Some(u) = env.get("GENERIC_JWKS_URI") {
         p = p.jwks_uri(u);
     }
@@ -293,25 +299,7 @@ fn generic_from_env<F: Fn(&str) -> Option<String>>(
     }
 
     let mut claims = ClaimMapping::default();
-    override_attr(env, "GENERIC_USER_ID_ATTRIBUTE", &mut claims.user_id);
-    override_attr(
-        env,
-        "GENERIC_USER_DISPLAY_NAME_ATTRIBUTE",
-        &mut claims.display_name,
-    );
-    override_attr(env, "GENERIC_USER_EMAIL_ATTRIBUTE", &mut claims.email);
-    override_attr(
-        env,
-        "GENERIC_USER_FIRST_NAME_ATTRIBUTE",
-        &mut claims.first_name,
-    );
-    override_attr(
-        env,
-        "GENERIC_USER_LAST_NAME_ATTRIBUTE",
-        &mut claims.last_name,
-    );
-    override_attr(env, "GENERIC_USER_PROVIDER_ATTRIBUTE", &mut claims.provider);
-    override_attr(env, "GENERIC_USER_ROLE_ATTRIBUTE", &mut claims.role);
+    attributes_from_env(env, "GENERIC", &mut claims);
     claims.extra = env.list("GENERIC_USER_EXTRA_ATTRIBUTES");
     claims.team_ids_field = env.get("GENERIC_TEAM_IDS_JWT_FIELD");
     let roles = env.get("GENERIC_ROLE_MAPPINGS_ROLES");
@@ -516,5 +504,36 @@ mod tests {
         vars.pop();
         vars.push(("SSO_LINK_ACCOUNTS_BY_EMAIL", "false"));
         assert!(!build(&vars).unwrap().shared.link_accounts_by_email);
+    }
+
+    #[test]
+    fn attribute_and_endpoint_overrides_per_family() {
+        let layer = build(&[
+            ("PROXY_BASE_URL", "https://gw.example.com"),
+            ("LITELLM_MASTER_KEY", "sk-0123456789abcdef"),
+            ("MICROSOFT_CLIENT_ID", "m"),
+            ("MICROSOFT_CLIENT_SECRET", "s"),
+            ("MICROSOFT_USER_EMAIL_ATTRIBUTE", "custom_email_field"),
+            (
+                "MICROSOFT_TOKEN_ENDPOINT",
+                "https://login.example.com/token",
+            ),
+            ("GENERIC_CLIENT_ID", "g"),
+            ("GENERIC_ISSUER", "https://idp.example.com"),
+            ("GENERIC_USER_ID_ATTRIBUTE", "attributes.userId"),
+            ("GENERIC_USER_ROLE_ATTRIBUTE", "litellm_role"),
+        ])
+        .unwrap();
+        let ms = &layer.shared.providers[0].config;
+        assert_eq!(ms.claims.email, "custom_email_field");
+        assert_eq!(ms.claims.user_id, "id");
+        assert_eq!(
+            ms.token_endpoint.as_deref(),
+            Some("https://login.example.com/token")
+        );
+        let generic = &layer.shared.providers[1].config;
+        assert_eq!(generic.claims.user_id, "attributes.userId");
+        assert_eq!(generic.claims.role, "litellm_role");
+        assert_eq!(generic.claims.email, "email");
     }
 }
