@@ -197,6 +197,33 @@ impl SsoLayerBuilder {
         {
             b = b.provider(p);
         }
+        // A provider's variables without its client id are a half-done configuration: say so
+        // now rather than log nobody in later.
+        for (family, names) in [
+            ("GOOGLE", &["GOOGLE_CLIENT_SECRET"][..]),
+            (
+                "MICROSOFT",
+                &["MICROSOFT_CLIENT_SECRET", "MICROSOFT_TENANT"][..],
+            ),
+            (
+                "GENERIC",
+                &[
+                    "GENERIC_CLIENT_SECRET",
+                    "GENERIC_ISSUER",
+                    "GENERIC_AUTHORIZATION_ENDPOINT",
+                    "GENERIC_TOKEN_ENDPOINT",
+                    "GENERIC_USERINFO_ENDPOINT",
+                ][..],
+            ),
+        ] {
+            let id = format!("{family}_CLIENT_ID");
+            if env.get(&id).is_none() && names.iter().any(|n| env.get(n).is_some()) {
+                env.bad(
+                    &id,
+                    format!("is not set, but other {family}_* provider variables are"),
+                );
+            }
+        }
 
         let mut b = b;
         b.env_problems.extend(env.problems);
@@ -250,6 +277,12 @@ fn generic_from_env<F: Fn(&str) -> Option<String>>(
     id: String,
 ) -> Option<Provider> {
     let secret = env.get("GENERIC_CLIENT_SECRET");
+    if secret.is_none() {
+        env.bad(
+            "GENERIC_CLIENT_SECRET",
+            "is not set (required with GENERIC_CLIENT_ID)",
+        );
+    }
     let issuer = env.get("GENERIC_ISSUER");
     let mut p = match &issuer {
         Some(iss) => Provider::oidc(iss.clone(), id, secret.unwrap_or_default()),
@@ -473,6 +506,7 @@ mod tests {
             ("PROXY_BASE_URL", "https://gw.example.com"),
             ("LITELLM_MASTER_KEY", "sk-0123456789abcdef"),
             ("GENERIC_CLIENT_ID", "g"),
+            ("GENERIC_CLIENT_SECRET", "gs"),
             (
                 "GENERIC_AUTHORIZATION_ENDPOINT",
                 "https://idp.example.com/auth",
@@ -519,6 +553,7 @@ mod tests {
                 "https://login.example.com/token",
             ),
             ("GENERIC_CLIENT_ID", "g"),
+            ("GENERIC_CLIENT_SECRET", "gs"),
             ("GENERIC_ISSUER", "https://idp.example.com"),
             ("GENERIC_USER_ID_ATTRIBUTE", "attributes.userId"),
             ("GENERIC_USER_ROLE_ATTRIBUTE", "litellm_role"),
@@ -535,5 +570,26 @@ mod tests {
         assert_eq!(generic.claims.user_id, "attributes.userId");
         assert_eq!(generic.claims.role, "litellm_role");
         assert_eq!(generic.claims.email, "email");
+    }
+
+    #[test]
+    fn provider_variables_without_their_client_id_are_reported() {
+        let e = build(&[
+            ("PROXY_BASE_URL", "https://gw.example.com"),
+            ("LITELLM_MASTER_KEY", "sk-0123456789abcdef"),
+            ("GENERIC_ISSUER", "https://idp.example.com"),
+            ("GOOGLE_CLIENT_SECRET", "s"),
+        ])
+        .unwrap_err();
+        assert!(e.mentions("GENERIC_CLIENT_ID"), "{e}");
+        assert!(e.mentions("GOOGLE_CLIENT_ID"), "{e}");
+        let e = build(&[
+            ("PROXY_BASE_URL", "https://gw.example.com"),
+            ("LITELLM_MASTER_KEY", "sk-0123456789abcdef"),
+            ("GENERIC_CLIENT_ID", "g"),
+            ("GENERIC_ISSUER", "https://idp.example.com"),
+        ])
+        .unwrap_err();
+        assert!(e.mentions("GENERIC_CLIENT_SECRET"), "{e}");
     }
 }

@@ -334,9 +334,6 @@ impl Provider {
                 );
             }
         }
-        if self.jwks_uri.is_some() && self.issuer.is_none() {
-            p.add(&who, "a jwks uri needs the issuer too (GENERIC_ISSUER), so that id_token `iss` can be checked");
-        }
         if self.static_state.is_some() {
             tracing::warn!(
                 provider = %self.name,

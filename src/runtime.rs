@@ -149,12 +149,9 @@ impl ProviderRuntime {
                 SsoError::unavailable("identity provider metadata names an endpoint that is not allowed")
             })?;
         }
-        let jwks = match (&c.issuer, jwks_uri) {
-            (Some(_), Some(uri)) => {
-                Some(JwksCache::new(self.http.clone(), uri, self.clock.clone()))
-            }
-            _ => None,
-        };
+        // Keys without an issuer (explicit endpoints plus GENERIC_JWKS_URI) still verify the
+        // signature; `iss` must then merely be present.
+        let jwks = jwks_uri.map(|uri| JwksCache::new(self.http.clone(), uri, self.clock.clone()));
         Ok(Arc::new(Resolved {
             issuer: c.issuer.clone(),
             authorization_endpoint,

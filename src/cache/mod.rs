@@ -90,7 +90,6 @@ fn unexpected(op: &str, res: &CacheResponse) -> CacheError {
 }
 
 /// Stores `value` under `key` for `ttl`; with `only_if_absent`, keeps a live entry. Whether it stored.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) async fn put(
     cache: &VerifierCache,
     key: impl Into<String>,
@@ -111,7 +110,6 @@ pub(crate) async fn put(
 }
 
 /// Removes and returns the live value under `key` (single use).
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) async fn take(
     cache: &VerifierCache,
     key: impl Into<String>,
@@ -127,7 +125,7 @@ pub(crate) async fn take(
 }
 
 /// Reads the live value under `key` without removing it.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg(test)]
 pub(crate) async fn get(
     cache: &VerifierCache,
     key: impl Into<String>,
@@ -143,7 +141,7 @@ pub(crate) async fn get(
 }
 
 /// Removes the entry under `key`, if any.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg(test)]
 pub(crate) async fn delete(
     cache: &VerifierCache,
     key: impl Into<String>,
@@ -159,7 +157,6 @@ pub(crate) async fn delete(
 }
 
 /// Checks that the cache answers.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) async fn ping(cache: &VerifierCache) -> Result<(), CacheError> {
     match cache.clone().oneshot(CacheRequest::Ping).await? {
         CacheResponse::Done => Ok(()),

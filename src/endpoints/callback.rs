@@ -18,16 +18,14 @@ use crate::error::SsoError;
 use crate::identity::{SsoUser, UserRole};
 use crate::layer::Shared;
 use crate::oidc::{
-    ClientAuth, IdTokenCheck, TokenRequest, check_unverified_id_token, check_userinfo_sub,
-    exchange_code, fetch_userinfo, verify_id_token,
+    ClientAuth, DEFAULT_LEEWAY, IdTokenCheck, TokenRequest, check_unverified_id_token,
+    check_userinfo_sub, exchange_code, fetch_userinfo, verify_id_token,
 };
 use crate::policy::UiAccessMode;
 use crate::provider::ClientAuthMethod;
 use crate::provider::ProviderKind;
+use crate::runtime::Resolved;
 use crate::session::{IssueError, NewSession};
-
-/// Clock skew tolerated on id_token times.
-const LEEWAY_SECS: u64 = 60;
 
 pub(crate) async fn finish(
     shared: &Shared,
@@ -82,27 +80,12 @@ async fn run(
         .ok_or_else(|| {
             SsoError::unauthorized("this login was started with another identity provider")
         })?;
-    let resolved = provider.resolve().await?;
-
-    // 3. Mix-up defence (RFC 9207).
-    match (param(&params, "iss"), &resolved.issuer) {
-        (Some(iss), Some(expected)) if iss != expected => {
-            return Err(SsoError::unauthorized(
-                "authorization response issuer does not match the provider",
-            )
-            .with_param("iss"));
-        }
-        (None, Some(_)) if resolved.iss_parameter_supported => {
-            return Err(SsoError::unauthorized(
-                "authorization response lacks the issuer the provider promised",
-            )
-            .with_param("iss"));
-        }
-        _ => {}
-    }
-
-    // 4. The IdP refused.
+    // 3. The IdP refused: nothing to redeem, so no outbound call either. The issuer is checked
+    //    when the provider's metadata is already known (RFC 9207 applies to error responses too).
     if let Some(error) = param(&params, "error") {
+        if let Some(resolved) = provider.resolved_now() {
+            check_iss(&params, &resolved)?;
+        }
         let description = param(&params, "error_description").unwrap_or("");
         return Err(SsoError::unauthorized(format!(
             "the identity provider refused the login: {}{}{}",
@@ -112,6 +95,10 @@ async fn run(
         ))
         .with_param("error"));
     }
+
+    // 4. Mix-up defence (RFC 9207).
+    let resolved = provider.resolve().await?;
+    check_iss(&params, &resolved)?;
     let code = param(&params, "code")
         .filter(|c| !c.is_empty())
         .ok_or_else(|| SsoError::bad_request("missing code parameter").with_param("code"))?;
@@ -155,7 +142,7 @@ async fn run(
             client_id: &config.client_id,
             nonce: Some(&record.nonce),
             now: shared.clock.now(),
-            leeway: LEEWAY_SECS,
+            leeway: DEFAULT_LEEWAY,
         };
         let id_claims = match &resolved.jwks {
             Some(jwks) => verify_id_token(jwks, id_token, &check).await?,
@@ -327,4 +314,20 @@ fn short(text: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || " _-.,:;()'".contains(*c))
         .take(200)
         .collect()
+}
+
+/// The `iss` authorization response parameter (RFC 9207): when present it must be the provider's
+/// issuer; when the provider promised it, it must be present.
+fn check_iss(params: &[(String, String)], resolved: &Resolved) -> Result<(), SsoError> {
+    match (param(params, "iss"), &resolved.issuer) {
+        (Some(iss), Some(expected)) if iss != expected => Err(SsoError::unauthorized(
+            "authorization response issuer does not match the provider",
+        )
+        .with_param("iss")),
+        (None, Some(_)) if resolved.iss_parameter_supported => Err(SsoError::unauthorized(
+            "authorization response lacks the issuer the provider promised",
+        )
+        .with_param("iss")),
+        _ => Ok(()),
+    }
 }

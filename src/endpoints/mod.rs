@@ -117,7 +117,13 @@ pub(crate) fn unauthenticated<B>(
     err: SessionError,
 ) -> Response<Full<Bytes>> {
     let method = req.method();
-    if (method == Method::GET || method == Method::HEAD) && prefers_html(req.headers()) {
+    // Several session cookies (one planted with `Domain=` from a sibling host) survive our
+    // clearing and a new login alike: sending the browser to login would loop forever, so it gets
+    // the error instead, like an API client.
+    if err != SessionError::Ambiguous
+        && (method == Method::GET || method == Method::HEAD)
+        && prefers_html(req.headers())
+    {
         let target = req
             .uri()
             .path_and_query()

@@ -19,22 +19,17 @@ use tower::ServiceExt;
 
 use crate::http::{HttpClient, HttpError, HttpRequest, HttpResponse};
 
-// The callers of these crate-internal items (the callback endpoint, readiness) land in later
-// changes; until then only the tests use them.
-#[allow(dead_code)]
 mod discovery;
-#[allow(dead_code)]
 pub(crate) mod id_token;
-#[allow(dead_code)]
 pub(crate) mod jwks;
-#[allow(dead_code)]
 pub(crate) mod token;
-#[allow(dead_code)]
 pub(crate) mod userinfo;
 
 pub use discovery::ProviderMetadata;
 pub(crate) use discovery::discover;
-pub(crate) use id_token::{IdTokenCheck, check_unverified_id_token, verify_id_token};
+pub(crate) use id_token::{
+    DEFAULT_LEEWAY, IdTokenCheck, check_unverified_id_token, verify_id_token,
+};
 pub(crate) use jwks::JwksCache;
 pub(crate) use token::{ClientAuth, TokenRequest, exchange_code};
 pub(crate) use userinfo::{check_userinfo_sub, fetch_userinfo};

@@ -281,7 +281,7 @@ pub(crate) async fn add_member(
 }
 
 /// The teams a user belongs to.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg(test)]
 pub(crate) async fn list_teams(
     store: &UserStore,
     user_id: impl Into<String>,
@@ -300,7 +300,6 @@ pub(crate) async fn list_teams(
 }
 
 /// Checks that the store answers.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) async fn ping(store: &UserStore) -> Result<(), StoreError> {
     match call(store, StoreRequest::Ping).await? {
         StoreResponse::Done => Ok(()),
