@@ -3,10 +3,10 @@
 mod common;
 
 use common::*;
-use http::{StatusCode, header};
+use http::StatusCode;
+use tower_sso::SsoLayer;
 use tower_sso::clock::Clock;
 use tower_sso::session::MAX_TOKEN_LEN;
-use tower_sso::{SsoLayer, UserRole};
 
 fn layer() -> SsoLayer {
     builder()
@@ -311,23 +311,16 @@ async fn build_reports_every_problem_at_once() {
 }
 
 #[tokio::test]
-async fn session_cookie_attributes() {
-    // Issued by the callback; here the attributes that depend on configuration are checked via a
-    // role-carrying session and the identity it yields.
-    let layer = builder().build().unwrap();
-    let (token, identity) = layer
-        .sessions()
-        .issue(tower_sso::session::NewSession {
-            role: UserRole::ProxyAdmin,
-            ..alice()
-        })
+async fn a_browser_posting_without_a_session_gets_401_not_a_redirect() {
+    let layer = layer();
+    let up = Upstream::default();
+    let app = up.behind(&layer);
+    let req = http::Request::post("/admin/keys")
+        .header("accept", "text/html")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
         .unwrap();
-    assert_eq!(identity.role(), UserRole::ProxyAdmin);
-    assert_eq!(
-        layer.sessions().verify(&token).unwrap().role(),
-        UserRole::ProxyAdmin
-    );
-    assert_eq!(header::SET_COOKIE, "set-cookie");
+    assert_401_json(send(&app, req).await).await;
+    assert_eq!(up.calls(), 0);
 }
 
 #[tokio::test]
@@ -401,6 +394,19 @@ async fn two_different_session_cookies_are_ambiguous_and_refused() {
     .await;
     let msg = assert_401_json(res).await;
     assert!(msg.contains("several session cookies"), "{msg}");
+    // A browser is told too, not sent round a login that could never clear the planted cookie.
+    let res = send(
+        &app,
+        get(
+            "/whoami",
+            &[
+                ("cookie", &format!("token={planted}; token={victim}")),
+                ("accept", "text/html"),
+            ],
+        ),
+    )
+    .await;
+    assert_401_json(res).await;
     // Also across separate Cookie headers (HTTP/2 splits them).
     let req = http::Request::get("/whoami")
         .header("cookie", format!("token={planted}"))

@@ -1490,3 +1490,124 @@ async fn kelvin_sign_email_does_not_link_to_an_ascii_address() {
     let k = stored_user(&store, "kelvin").await.unwrap();
     assert_eq!(k.email.as_deref(), Some(kelvin));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Cookie attributes that depend on configuration, and the remaining configuration shapes.
+
+fn session_set_cookie(res: &AppResponse) -> String {
+    set_cookies(res)
+        .into_iter()
+        .find(|c| c.starts_with("token=") && !c.starts_with("token=;"))
+        .expect("session cookie")
+}
+
+#[tokio::test]
+async fn session_cookie_can_be_left_readable_by_javascript() {
+    let idp = idp().await;
+    let layer = layer(flow_builder(&idp).session_cookie_http_only(false));
+    let res = Browser::for_layer(&layer).login(&idp, "").await;
+    let cookie = session_set_cookie(&res);
+    let attrs: Vec<&str> = cookie.split("; ").collect();
+    assert!(!attrs.contains(&"HttpOnly"), "{cookie}");
+    for attr in ["Secure", "SameSite=Lax", "Path=/", "Max-Age=86400"] {
+        assert!(attrs.contains(&attr), "{attr}: {cookie}");
+    }
+}
+
+#[tokio::test]
+async fn plain_http_base_url_sets_no_secure_cookies() {
+    let idp = idp().await;
+    let layer = SsoLayer::builder()
+        .base_url("http://127.0.0.1:9")
+        .session_secret(SECRET)
+        .provider(oidc(&idp))
+        .session_duration(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let app = Upstream::default().behind(&layer);
+    let start = start_login(&app, "/sso/key/generate").await;
+    let res = http_client()
+        .get(start.authorize_url.parse().unwrap())
+        .await
+        .unwrap();
+    let callback = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        callback.starts_with("http://127.0.0.1:9/sso/callback?"),
+        "{callback}"
+    );
+    let res = finish_login(&app, &callback, Some(&start.flow_cookie)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let cookie = session_set_cookie(&res);
+    let attrs: Vec<&str> = cookie.split("; ").collect();
+    assert!(!attrs.contains(&"Secure"), "{cookie}");
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=3600"] {
+        assert!(attrs.contains(&attr), "{attr}: {cookie}");
+    }
+}
+
+#[tokio::test]
+async fn static_state_still_binds_each_login_to_its_browser() {
+    let idp = idp().await;
+    let layer = layer(builder().provider(oidc(&idp).static_state("litellm")));
+    let mut first = Browser::for_layer(&layer);
+    let mut second = Browser::for_layer(&layer);
+    let a = first.authorize(&idp, "").await;
+    let b = second.authorize(&idp, "").await;
+    assert_eq!(a.authorize_param("state").as_deref(), Some("litellm"));
+    assert_eq!(b.authorize_param("state").as_deref(), Some("litellm"));
+    // Concurrent logins with the same state do not collide, and each finishes once.
+    assert_logged_in(&second.callback(&b).await, UI);
+    assert_logged_in(&first.callback(&a).await, UI);
+    assert_callback_refused(first.callback(&a).await, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn allowed_email_domains_refuse_a_user_without_an_email() {
+    let idp = idp_with(MockUser::new("no-mail").claim("preferred_username", "nomail")).await;
+    let store = MemoryUserStore::default();
+    let layer = layer(
+        flow_builder(&idp)
+            .allowed_email_domains(["example.com"])
+            .user_store(store.clone()),
+    );
+    let res = Browser::for_layer(&layer).login(&idp, "").await;
+    assert_callback_refused(res, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(stored_user(&store, "nomail").await, None);
+}
+
+#[tokio::test]
+async fn explicit_endpoints_with_a_jwks_uri_verify_signatures_without_discovery() {
+    let idp = idp().await;
+    let provider = tower_sso::provider::Provider::generic(
+        idp.client_id(),
+        Some(idp.client_secret().to_owned()),
+    )
+    .authorization_endpoint(format!("{}/authorize", idp.issuer()))
+    .token_endpoint(format!("{}/token", idp.issuer()))
+    .userinfo_endpoint(format!("{}/userinfo", idp.issuer()))
+    .jwks_uri(format!("{}/jwks", idp.issuer()));
+    let layer = layer(builder().provider(provider));
+    assert_logged_in(&Browser::for_layer(&layer).login(&idp, "").await, UI);
+    assert_eq!(idp.count("/jwks"), 1);
+    assert_eq!(idp.count("/.well-known/openid-configuration"), 0);
+    idp.set_misbehaviour(Misbehaviour::BadSignature);
+    let res = Browser::for_layer(&layer).login(&idp, "").await;
+    let msg = assert_callback_refused(res, StatusCode::UNAUTHORIZED).await;
+    assert!(msg.contains("signature"), "{msg}");
+}
+
+#[tokio::test]
+async fn explicit_endpoints_override_discovered_ones() {
+    let other = idp().await;
+    let idp = idp_with(carol()).await;
+    // Discovery from `idp`, but userinfo explicitly at `other` (which does not know the access
+    // token, so the login falls back to the verified id_token claims).
+    let provider = oidc(&idp).userinfo_endpoint(format!("{}/userinfo", other.issuer()));
+    let layer = layer(builder().provider(provider));
+    let mut b = Browser::for_layer(&layer);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(idp.count("/.well-known/openid-configuration"), 1);
+    assert_eq!(idp.count("/userinfo"), 0);
+    assert_eq!(other.count("/userinfo"), 1);
+    assert_eq!(b.whoami().await["user_id"], "carol");
+}
