@@ -10,15 +10,20 @@
 //! | `ALLOWED_EMAIL_DOMAINS` | comma-separated e-mail domains allowed to log in |
 //! | `PROXY_ADMIN_ID` | user id always promoted to `proxy_admin` |
 //! | `UI_ACCESS_MODE` | `admin_only`, or a JSON `restricted_sso_group` object |
-//! | `SSO_PUBLIC_PATHS` | comma-separated public paths (`/health,/static/*`) |
+//! | `SSO_PUBLIC_PATHS` | comma-separated public paths (`/health,/static/*`), full request paths (`SERVER_ROOT_PATH` is not prepended) |
 //! | `SSO_ALLOWED_REDIRECT_DOMAINS` | domains post-login return targets may point at |
-//! | `SSO_IDENTITY_HEADERS` | `true` to send `X-Forwarded-User`/`-Email`/`-Groups` upstream |
+//! | `SSO_IDENTITY_HEADERS` | `true` to send `X-Forwarded-User`/`-Email`/`-Groups`/`-Preferred-Username` upstream |
 //! | `SSO_LINK_ACCOUNTS_BY_EMAIL` | `true` to link a login to a stored user by verified e-mail when its user id is unknown (default `false`; see [`SsoLayerBuilder::link_accounts_by_email`]) |
 //! | `SSO_SESSION_COOKIE_HTTP_ONLY` | `false` for a UI that reads the `token` cookie from JavaScript |
 //! | `DEFAULT_INTERNAL_USER_PARAMS`, `DEFAULT_TEAM_PARAMS` | JSON defaults for users/teams created by SSO |
 //! | `GOOGLE_CLIENT_ID`, `GOOGLE_CLIENT_SECRET` | Google |
 //! | `MICROSOFT_CLIENT_ID`, `MICROSOFT_CLIENT_SECRET`, `MICROSOFT_TENANT`, `MICROSOFT_*_ENDPOINT`, `MICROSOFT_USER_*_ATTRIBUTE` | Microsoft Entra ID |
-//! | `GENERIC_CLIENT_ID`, `GENERIC_CLIENT_SECRET`, `GENERIC_ISSUER`, `GENERIC_AUTHORIZATION_ENDPOINT`, `GENERIC_TOKEN_ENDPOINT`, `GENERIC_USERINFO_ENDPOINT`, `GENERIC_JWKS_URI`, `GENERIC_SCOPE`, `GENERIC_INCLUDE_CLIENT_ID`, `GENERIC_CLIENT_STATE`, `GENERIC_CLIENT_USE_PKCE` (default `true` here), `GENERIC_SSO_HEADERS`, `GENERIC_USER_*_ATTRIBUTE`, `GENERIC_USER_EXTRA_ATTRIBUTES`, `GENERIC_ROLE_MAPPINGS_ROLES`/`_GROUP_CLAIM`/`_DEFAULT_ROLE`, `GENERIC_TEAM_IDS_JWT_FIELD` | any OpenID Connect provider |
+//! | `GENERIC_CLIENT_ID`, `GENERIC_CLIENT_SECRET` (required with the id), `GENERIC_ISSUER` (discovery: alone enough for the endpoints and keys), `GENERIC_AUTHORIZATION_ENDPOINT`, `GENERIC_TOKEN_ENDPOINT`, `GENERIC_USERINFO_ENDPOINT`, `GENERIC_JWKS_URI` (verifies id_token signatures, with or without an issuer), `GENERIC_SCOPE`, `GENERIC_INCLUDE_CLIENT_ID`, `GENERIC_CLIENT_STATE`, `GENERIC_CLIENT_USE_PKCE` (default `true` here), `GENERIC_SSO_HEADERS`, `GENERIC_USER_*_ATTRIBUTE`, `GENERIC_USER_EXTRA_ATTRIBUTES`, `GENERIC_ROLE_MAPPINGS_ROLES`/`_GROUP_CLAIM`/`_DEFAULT_ROLE`, `GENERIC_TEAM_IDS_JWT_FIELD` | any OpenID Connect provider |
+//!
+//! Upstream variables deliberately not read: `PKCE_STRICT_CACHE_MISS` (a missing verifier always
+//! fails the login here), `GENERIC_USER_ROLE_MAPPINGS` and `GENERIC_INCLUDE_TOKEN_CLAIMS`
+//! (documented upstream but not read by its code either), `UI_USERNAME`/`UI_PASSWORD` (no password
+//! login), `EXPERIMENTAL_UI_LOGIN` and the CLI variables (not built yet).
 //!
 //! Every provider whose client id is set is registered, in the order Google, Microsoft, generic;
 //! the first is the default.

@@ -269,7 +269,9 @@ impl SsoLayerBuilder {
     }
 
     /// Paths served without a session: exact paths (`/health`) or prefixes (`/static/*`).
-    /// Matched only on plain paths (see the crate docs), never on the query.
+    /// Matched only on plain paths (see the crate docs), never on the query. These are full
+    /// request paths as the layer sees them: the root path is *not* prepended (with
+    /// `root_path("/litellm")`, write `/litellm/health`).
     pub fn public_paths<I, P>(mut self, paths: I) -> Self
     where
         I: IntoIterator<Item = P>,

@@ -8,8 +8,10 @@
 //!
 //! 1. **Its own endpoints** (under `{SERVER_ROOT_PATH}/sso`), answered by the layer, never forwarded:
 //!    - `GET /sso/key/generate` starts a login: a random single-use `state`, a PKCE S256 verifier
-//!      and a `nonce` go into the [verifier cache](cache) for 600 s, an HttpOnly flow cookie binds
-//!      the login to this browser, and the browser is sent to the identity provider. A
+//!      and a `nonce` go into the [verifier cache](cache) for 600 s under a random flow id (so
+//!      that even a static `state` cannot make two logins collide), an HttpOnly flow cookie
+//!      signed for that purpose carries the flow id and a hash of the state and binds the login
+//!      to this browser, and the browser is sent to the identity provider. A
 //!      `return_to` parameter says where to land afterwards (validated: relative paths on our
 //!      origin, or absolute URLs on [allowed domains](SsoLayerBuilder::allowed_redirect_domains)).
 //!    - `GET /sso/callback` checks the flow cookie against `state` and takes the flow record
@@ -24,7 +26,7 @@
 //! 3. **Everything else is protected.** The session token comes from the `token` cookie or an
 //!    `Authorization: Bearer` header and is verified ([`session`]). With a valid session the
 //!    request reaches the inner service with an [`Identity`] in its extensions (and, when
-//!    configured, `X-Forwarded-User`/`-Email`/`-Groups` headers; inbound copies of those are
+//!    configured, `X-Forwarded-User`/`-Email`/`-Groups`/`-Preferred-Username` headers; inbound copies of those are
 //!    always removed). Without one, a browser (`Accept: text/html`) gets a 303 to login that
 //!    remembers where it was going, and anything else gets 401 with a JSON body
 //!    `{"error": {"message", "type", "param", "code"}}`.
