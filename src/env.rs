@@ -38,7 +38,7 @@ use crate::provider::{ClientAuthMethod, Provider};
 use crate::store::{NewTeamDefaults, NewUserDefaults};
 
 impl SsoLayer {
-    /// Builds the layer from the process environment (see the table in [`crate::env`] docs).
+    /// Builds the layer from the process environment (see the table in the [`mod@crate::env`] docs).
     /// Every missing or malformed variable is reported at once.
     pub fn from_env() -> Result<SsoLayer, ConfigErrors> {
         SsoLayerBuilder::from_env_vars(|k| std::env::var(k).ok()).build()

@@ -59,7 +59,7 @@
 //! # }
 //! ```
 //!
-//! Or from the environment variables LiteLLM documents ([`env`]): `SsoLayer::from_env()?`.
+//! Or from the environment variables LiteLLM documents ([`mod@env`]): `SsoLayer::from_env()?`.
 //!
 //! # Pluggable parts
 //!
