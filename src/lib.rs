@@ -130,6 +130,7 @@ pub mod policy;
 pub mod provider;
 mod random;
 pub mod redirect;
+mod remembered;
 mod runtime;
 mod service;
 pub mod session;

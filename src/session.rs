@@ -10,7 +10,6 @@
 //! Verified sessions are remembered (bounded, each until its own expiry), so a repeat request costs
 //! one in-process lookup; revocation is in-process too.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -200,56 +199,8 @@ struct CodecInner {
     ttl: Duration,
     fields: SessionFields,
     clock: Clock,
-    verified: moka::sync::Cache<TokenKey, Identity>,
+    verified: crate::remembered::Remembered,
     revoked: moka::sync::Cache<String, u64>,
-}
-
-/// The key of the remembered sessions: the whole token, compared in full, but hashed by its
-/// length and last [`TokenKey::HASHED_TAIL`] bytes only. For our tokens those are the HMAC
-/// signature, already unpredictable, so hashing the other ~700 bytes on every lookup buys nothing.
-/// Only verified tokens are ever stored, and nobody without the key can make two of them share a
-/// signature, so the shorter hash input does not open the cache to collision flooding.
-#[derive(Clone, PartialEq, Eq)]
-struct TokenKey(Box<str>);
-
-impl TokenKey {
-    const HASHED_TAIL: usize = 32;
-
-    fn hash_token<H: Hasher>(token: &str, state: &mut H) {
-        let b = token.as_bytes();
-        state.write_usize(b.len());
-        state.write(&b[b.len().saturating_sub(Self::HASHED_TAIL)..]);
-    }
-}
-
-impl Hash for TokenKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        Self::hash_token(&self.0, state);
-    }
-}
-
-/// A borrowed token, to look a [`TokenKey`] up without allocating.
-struct TokenRef<'a>(&'a str);
-
-impl Hash for TokenRef<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        TokenKey::hash_token(self.0, state);
-    }
-}
-
-impl moka::Equivalent<TokenKey> for TokenRef<'_> {
-    fn equivalent(&self, key: &TokenKey) -> bool {
-        *self.0 == *key.0
-    }
-}
-
-struct UntilExpiry;
-
-impl moka::Expiry<TokenKey, Identity> for UntilExpiry {
-    fn expire_after_create(&self, _k: &TokenKey, v: &Identity, _at: Instant) -> Option<Duration> {
-        let now = Clock::system().now();
-        Some(Duration::from_secs(v.expires_at().saturating_sub(now)))
-    }
 }
 
 struct UntilRevocationEnds;
@@ -298,11 +249,7 @@ impl SessionCodec {
         // Expiry is checked against our own clock below.
         validation.validate_exp = false;
         validation.leeway = 0;
-        let verified = moka::sync::Cache::builder()
-            .max_capacity(remembered)
-            .expire_after(UntilExpiry)
-            .support_invalidation_closures()
-            .build();
+        let verified = crate::remembered::Remembered::new(remembered);
         let revoked = moka::sync::Cache::builder()
             .max_capacity(1_000_000)
             .expire_after(UntilRevocationEnds)
@@ -371,7 +318,7 @@ impl SessionCodec {
     /// A token verified before is answered from memory (one lookup), still subject to expiry.
     pub fn verify(&self, token: &str) -> Result<Identity, SessionError> {
         let now = self.inner.clock.now();
-        if let Some(identity) = self.inner.verified.get(&TokenRef(token)) {
+        if let Some(identity) = self.inner.verified.get(token) {
             if identity.expires_at() <= now {
                 return Err(SessionError::Expired);
             }
@@ -394,13 +341,11 @@ impl SessionCodec {
             return Err(SessionError::Revoked);
         }
         let identity = identity_from(claims);
-        self.inner
-            .verified
-            .insert(TokenKey(token.into()), identity.clone());
+        self.inner.verified.insert(token, identity.clone(), now);
         // A logout that ran between the check above and the insert may have missed this entry:
         // look again now that it is visible (revoke inserts first, then invalidates).
         if self.inner.revoked.contains_key(identity.session_id()) {
-            self.inner.verified.invalidate(&TokenRef(token));
+            self.inner.verified.remove(token);
             return Err(SessionError::Revoked);
         }
         Ok(identity)
@@ -410,12 +355,7 @@ impl SessionCodec {
     /// requests carrying it are refused.
     pub fn revoke(&self, session_id: &str, expires_at: u64) {
         self.inner.revoked.insert(session_id.to_owned(), expires_at);
-        let sid = session_id.to_owned();
-        // Invalidation closures only fail when not enabled, which they are.
-        let _ = self
-            .inner
-            .verified
-            .invalidate_entries_if(move |_, id| id.session_id() == sid);
+        self.inner.verified.remove_session(session_id);
     }
 
     /// Whether a session id has been revoked in this process.
@@ -681,7 +621,7 @@ mod tests {
         forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
         let forged = String::from_utf8(forged).unwrap();
         assert_eq!(forged.len(), token.len());
-        assert!(forged.ends_with(&token[token.len() - TokenKey::HASHED_TAIL..]));
+        assert!(forged.ends_with(&token[token.len() - 32..]));
         assert_eq!(c.verify(&forged), Err(SessionError::Invalid));
         assert_eq!(c.verify(&token).unwrap(), id);
     }
