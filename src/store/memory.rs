@@ -16,6 +16,15 @@ struct State {
     teams: BTreeMap<String, TeamRecord>,
 }
 
+impl State {
+    /// The user `user_id`, to change it, or `NotFound`.
+    fn user_mut(&mut self, user_id: &str) -> Result<&mut UserRecord, StoreError> {
+        self.users
+            .get_mut(user_id)
+            .ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))
+    }
+}
+
 /// The default user store: users and teams in memory, lost when the process exits.
 ///
 /// Team membership is kept in each user's [`UserRecord::teams`]. Cheap to clone: clones share the
@@ -88,10 +97,7 @@ impl MemoryUserStore {
                 role,
             } => {
                 let mut state = self.write();
-                let user = state
-                    .users
-                    .get_mut(&user_id)
-                    .ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))?;
+                let user = state.user_mut(&user_id)?;
                 if let Some(email) = email {
                     user.email = Some(email.to_ascii_lowercase());
                 }
@@ -106,10 +112,7 @@ impl MemoryUserStore {
                 value,
             } => {
                 let mut state = self.write();
-                let user = state
-                    .users
-                    .get_mut(&user_id)
-                    .ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))?;
+                let user = state.user_mut(&user_id)?;
                 if user
                     .metadata
                     .get(&key)
@@ -133,10 +136,7 @@ impl MemoryUserStore {
                 if !state.teams.contains_key(&team_id) {
                     return Err(StoreError::NotFound(format!("team {team_id}")));
                 }
-                let user = state
-                    .users
-                    .get_mut(&user_id)
-                    .ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))?;
+                let user = state.user_mut(&user_id)?;
                 if !user.teams.contains(&team_id) {
                     user.teams.push(team_id);
                 }
