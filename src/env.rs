@@ -14,6 +14,7 @@
 //! | `SSO_ALLOWED_REDIRECT_DOMAINS` | domains post-login return targets may point at |
 //! | `SSO_IDENTITY_HEADERS` | `true` to send `X-Forwarded-User`/`-Email`/`-Groups`/`-Preferred-Username` upstream |
 //! | `SSO_LINK_ACCOUNTS_BY_EMAIL` | `true` to link a login to a stored user by verified e-mail when its user id is unknown (default `false`; see [`SsoLayerBuilder::link_accounts_by_email`]) |
+//! | `SSO_STRIP_SESSION_TOKEN` | `true` to remove the session cookie / Bearer token before forwarding |
 //! | `SSO_SESSION_COOKIE_HTTP_ONLY` | `false` for a UI that reads the `token` cookie from JavaScript |
 //! | `DEFAULT_INTERNAL_USER_PARAMS`, `DEFAULT_TEAM_PARAMS` | JSON defaults for users/teams created by SSO |
 //! | `GOOGLE_CLIENT_ID`, `GOOGLE_CLIENT_SECRET` | Google |
@@ -152,6 +153,8 @@ impl SsoLayerBuilder {
         b = b.allowed_redirect_domains(env.list("SSO_ALLOWED_REDIRECT_DOMAINS"));
         let headers = env.flag("SSO_IDENTITY_HEADERS", false);
         b = b.identity_headers(headers);
+        let strip = env.flag("SSO_STRIP_SESSION_TOKEN", false);
+        b = b.strip_session_token(strip);
         let link = env.flag("SSO_LINK_ACCOUNTS_BY_EMAIL", false);
         b = b.link_accounts_by_email(link);
         let http_only = env.flag("SSO_SESSION_COOKIE_HTTP_ONLY", true);

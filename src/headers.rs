@@ -76,6 +76,49 @@ pub(crate) fn set_identity_headers(headers: &mut HeaderMap, identity: &Identity)
     }
 }
 
+/// Removes the session credential: every `name` cookie (other cookies are kept, in order) and a
+/// Bearer `Authorization` header.
+pub(crate) fn remove_session_credential(headers: &mut HeaderMap, name: &str) {
+    let bearer = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+    if bearer {
+        headers.remove(http::header::AUTHORIZATION);
+    }
+    let cookies: Vec<HeaderValue> = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    if cookies.is_empty() {
+        return;
+    }
+    headers.remove(http::header::COOKIE);
+    for value in cookies {
+        let Ok(text) = value.to_str() else {
+            // Not text: it cannot hold our token as we read it; keep it as it came.
+            headers.append(http::header::COOKIE, value);
+            continue;
+        };
+        let kept: Vec<&str> = text
+            .split(';')
+            .map(str::trim)
+            .filter(|pair| {
+                !pair.is_empty()
+                    && pair
+                        .strip_prefix(name)
+                        .is_none_or(|rest| !rest.starts_with('='))
+            })
+            .collect();
+        if !kept.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+        {
+            headers.append(http::header::COOKIE, v);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +161,34 @@ mod tests {
         let mut h = HeaderMap::new();
         set_identity_headers(&mut h, &identity);
         assert_eq!(h[FORWARDED_GROUPS], "devs,ops");
+    }
+
+    #[test]
+    fn session_credential_removed_other_cookies_kept() {
+        let mut h = HeaderMap::new();
+        h.append(
+            "cookie",
+            HeaderValue::from_static("a=1; token=secret; tokenish=2"),
+        );
+        h.append("cookie", HeaderValue::from_static("token=again"));
+        h.insert("authorization", HeaderValue::from_static("Bearer secret"));
+        remove_session_credential(&mut h, "token");
+        let cookies: Vec<_> = h
+            .get_all("cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(cookies, ["a=1; tokenish=2"]);
+        assert!(!h.contains_key("authorization"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Basic dXNlcjpwYXNz"),
+        );
+        remove_session_credential(&mut h, "token");
+        assert!(
+            h.contains_key("authorization"),
+            "other schemes are not ours"
+        );
     }
 }

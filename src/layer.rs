@@ -158,6 +158,7 @@ pub(crate) struct Shared {
     /// ([`SsoLayerBuilder::link_accounts_by_email`]).
     pub(crate) link_accounts_by_email: bool,
     pub(crate) identity_headers: bool,
+    pub(crate) strip_session_token: bool,
     pub(crate) logout_url: Option<String>,
     pub(crate) cache: VerifierCache,
     pub(crate) store: UserStore,
@@ -197,6 +198,7 @@ pub struct SsoLayerBuilder {
     team_defaults: NewTeamDefaults,
     link_accounts_by_email: bool,
     identity_headers: bool,
+    strip_session_token: bool,
     session_fields: Option<SessionFields>,
     cache: Option<VerifierCache>,
     store: Option<UserStore>,
@@ -381,6 +383,16 @@ impl SsoLayerBuilder {
     /// Inbound copies of these headers are always removed, whether this is on or not.
     pub fn identity_headers(mut self, on: bool) -> Self {
         self.identity_headers = on;
+        self
+    }
+
+    /// Remove the session credential (the `token` cookie, or the `Authorization: Bearer` header
+    /// that carried it) from requests before they reach the inner service. Off by default (the
+    /// LiteLLM UI backend reads it); turn it on when the inner service is a proxy to an upstream
+    /// that must not receive a gateway-wide credential. The [`Identity`](crate::Identity) (and the
+    /// identity headers, when on) still tell it who the user is.
+    pub fn strip_session_token(mut self, on: bool) -> Self {
+        self.strip_session_token = on;
         self
     }
 
@@ -621,6 +633,7 @@ impl SsoLayerBuilder {
             team_defaults: self.team_defaults,
             link_accounts_by_email: self.link_accounts_by_email,
             identity_headers: self.identity_headers,
+            strip_session_token: self.strip_session_token,
             logout_url: self.logout_url,
             cache: self
                 .cache

@@ -8,7 +8,7 @@ use tower_service::Service;
 use crate::body::ResponseBody;
 use crate::endpoints;
 use crate::future::ResponseFuture;
-use crate::headers::{set_identity_headers, strip_identity_headers};
+use crate::headers::{remove_session_credential, set_identity_headers, strip_identity_headers};
 use crate::layer::{Shared, SsoLayer};
 use crate::session::session_token;
 use std::sync::Arc;
@@ -91,6 +91,9 @@ where
             .and_then(|token| self.shared.sessions.verify(token));
         match verified {
             Ok(identity) => {
+                if self.shared.strip_session_token {
+                    remove_session_credential(req.headers_mut(), &self.shared.cookie.name);
+                }
                 if self.shared.identity_headers {
                     set_identity_headers(req.headers_mut(), &identity);
                 }

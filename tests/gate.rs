@@ -440,3 +440,26 @@ async fn sessions_too_large_for_a_cookie_are_not_issued() {
         .unwrap_err();
     assert!(matches!(err, tower_sso::session::IssueError::TooLarge { len } if len > 3800));
 }
+
+#[tokio::test]
+async fn the_session_credential_can_be_kept_from_the_inner_service() {
+    let up = Upstream::default();
+    // Default: forwarded as it came (the LiteLLM UI backend reads it).
+    let layer = layer();
+    let token = token_for(&layer, alice());
+    let cookie = format!("theme=dark; token={token}");
+    let v = json_body(send(&up.behind(&layer), get("/whoami", &[("cookie", &cookie)])).await).await;
+    assert_eq!(v["cookie"], cookie.as_str());
+    // Stripped: the inner service learns who the user is, but never holds the credential.
+    let layer = builder().strip_session_token(true).build().unwrap();
+    let app = up.behind(&layer);
+    let token = token_for(&layer, alice());
+    let cookie = format!("theme=dark; token={token}");
+    let v = json_body(send(&app, get("/whoami", &[("cookie", &cookie)])).await).await;
+    assert_eq!(v["identity"]["user_id"], "alice");
+    assert_eq!(v["cookie"], "theme=dark");
+    let bearer = format!("Bearer {token}");
+    let v = json_body(send(&app, get("/whoami", &[("authorization", &bearer)])).await).await;
+    assert_eq!(v["identity"]["user_id"], "alice");
+    assert!(v["authorization"].is_null(), "{v}");
+}

@@ -61,6 +61,8 @@ impl Upstream {
                     "path": req.uri().path(),
                     "identity": identity,
                     "forwarded": forwarded,
+                    "cookie": req.headers().get("cookie").and_then(|v| v.to_str().ok()),
+                    "authorization": req.headers().get("authorization").and_then(|v| v.to_str().ok()),
                 });
                 Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body.to_string()))))
             }
