@@ -370,37 +370,48 @@ fn generic_from_env<F: Fn(&str) -> Option<String>>(
     Some(p.claims(claims))
 }
 
+/// A JSON object from a variable's text.
+fn json_object(json: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_str(json) {
+        Ok(serde_json::Value::Object(obj)) => Ok(obj),
+        Ok(_) => Err("must be a JSON object".to_owned()),
+        Err(e) => Err(format!("is not valid JSON ({e})")),
+    }
+}
+
 fn parse_user_defaults(json: &str) -> Result<NewUserDefaults, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("is not valid JSON ({e})"))?;
-    let obj = v.as_object().ok_or("must be a JSON object")?;
+    let obj = json_object(json)?;
     let role = match obj.get("user_role").and_then(|r| r.as_str()) {
         Some(r) => Some(r.parse::<UserRole>().map_err(|e| e.to_string())?),
         None => None,
     };
+    // The budget fields are the same as a team's.
+    let NewTeamDefaults {
+        max_budget,
+        budget_duration,
+        models,
+    } = team_defaults_from(&obj);
     Ok(NewUserDefaults {
         role,
-        max_budget: obj.get("max_budget").and_then(serde_json::Value::as_f64),
-        budget_duration: obj
-            .get("budget_duration")
-            .and_then(|d| d.as_str())
-            .map(str::to_owned),
-        models: string_list(obj.get("models")),
+        max_budget,
+        budget_duration,
+        models,
     })
 }
 
 fn parse_team_defaults(json: &str) -> Result<NewTeamDefaults, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("is not valid JSON ({e})"))?;
-    let obj = v.as_object().ok_or("must be a JSON object")?;
-    Ok(NewTeamDefaults {
+    json_object(json).map(|obj| team_defaults_from(&obj))
+}
+
+fn team_defaults_from(obj: &serde_json::Map<String, serde_json::Value>) -> NewTeamDefaults {
+    NewTeamDefaults {
         max_budget: obj.get("max_budget").and_then(serde_json::Value::as_f64),
         budget_duration: obj
             .get("budget_duration")
             .and_then(|d| d.as_str())
             .map(str::to_owned),
         models: string_list(obj.get("models")),
-    })
+    }
 }
 
 fn string_list(v: Option<&serde_json::Value>) -> Vec<String> {

@@ -426,6 +426,34 @@ fn find_semicolon(bytes: &[u8]) -> Option<usize> {
         .map(|i| offset + i)
 }
 
+/// A request carries two different values for one cookie.
+pub(crate) struct AmbiguousCookie;
+
+/// The non-empty value of cookie `name` across all `Cookie` headers of a request. The same value
+/// repeated is fine; two different values (one planted with `Domain=` from a sibling host is sent
+/// alongside ours) are [`AmbiguousCookie`], so neither is trusted.
+pub(crate) fn unique_cookie<'a>(
+    headers: &'a http::HeaderMap,
+    name: &str,
+) -> Result<Option<&'a str>, AmbiguousCookie> {
+    let mut found: Option<&str> = None;
+    for value in headers.get_all(http::header::COOKIE) {
+        let Ok(mut rest) = value.to_str() else {
+            continue;
+        };
+        while let Some((v, after)) = find_cookie_and_rest(rest, name) {
+            if !v.is_empty() {
+                match found {
+                    Some(seen) if seen != v => return Err(AmbiguousCookie),
+                    _ => found = Some(v),
+                }
+            }
+            rest = after;
+        }
+    }
+    Ok(found)
+}
+
 /// Finds the session token in a request: the `name` cookie first, then `Authorization: Bearer`.
 /// `None` when there is none, or when the cookie is ambiguous (see [`session_token`]).
 pub(crate) fn token_from_headers<'a>(
@@ -444,22 +472,9 @@ pub(crate) fn session_token<'a>(
     headers: &'a http::HeaderMap,
     cookie_name: &str,
 ) -> Result<&'a str, SessionError> {
-    let mut found: Option<&str> = None;
-    for value in headers.get_all(http::header::COOKIE) {
-        let Ok(mut rest) = value.to_str() else {
-            continue;
-        };
-        while let Some((v, after)) = find_cookie_and_rest(rest, cookie_name) {
-            if !v.is_empty() {
-                match found {
-                    Some(seen) if seen != v => return Err(SessionError::Ambiguous),
-                    _ => found = Some(v),
-                }
-            }
-            rest = after;
-        }
-    }
-    if let Some(token) = found {
+    if let Some(token) =
+        unique_cookie(headers, cookie_name).map_err(|AmbiguousCookie| SessionError::Ambiguous)?
+    {
         return Ok(token);
     }
     let auth = headers

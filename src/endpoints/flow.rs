@@ -41,32 +41,10 @@ pub(crate) fn cookie_from<'a>(
     headers: &'a http::HeaderMap,
 ) -> Result<Option<&'a str>, SsoError> {
     let (name, _) = cookie_name_and_path(shared);
-    let mut found: Option<&str> = None;
-    for header in headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-    {
-        for pair in header.split(';') {
-            let Some(value) = pair
-                .trim()
-                .strip_prefix(name)
-                .and_then(|r| r.strip_prefix('='))
-            else {
-                continue;
-            };
-            match found {
-                Some(v) if v != value => {
-                    return Err(SsoError::unauthorized(
-                        "several login state cookies: start the login again",
-                    )
-                    .with_param("state"));
-                }
-                _ => found = Some(value),
-            }
-        }
-    }
-    Ok(found)
+    crate::session::unique_cookie(headers, name).map_err(|_| {
+        SsoError::unauthorized("several login state cookies: start the login again")
+            .with_param("state")
+    })
 }
 const FLOW_AUDIENCE: &str = "tower-sso:flow";
 

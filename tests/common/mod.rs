@@ -527,11 +527,12 @@ pub async fn fetch_json(
 
 /// The value of query parameter `name` in the absolute URL `url` (first occurrence).
 pub fn url_param(url: &str, name: &str) -> Option<String> {
-    url::Url::parse(url)
-        .unwrap_or_else(|e| panic!("not an absolute URL ({e}): {url}"))
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+    query_param(&absolute(url), name)
+}
+
+/// Parses an absolute URL (panics with the text otherwise).
+fn absolute(url: &str) -> Url {
+    Url::parse(url).unwrap_or_else(|e| panic!("not an absolute URL ({e}): {url}"))
 }
 
 /// `url` with query parameter `name` set to `value` (other parameters kept, in order).
@@ -581,12 +582,7 @@ pub async fn start_login(app: &App, start_path: &str) -> LoginStart {
 
 /// The path and query of the absolute URL `url` (how a request for it reaches the app).
 pub fn path_and_query(url: &str) -> String {
-    let parsed =
-        url::Url::parse(url).unwrap_or_else(|e| panic!("not an absolute URL ({e}): {url}"));
-    match parsed.query() {
-        Some(q) => format!("{}?{q}", parsed.path()),
-        None => parsed.path().to_owned(),
-    }
+    relative(&absolute(url))
 }
 
 /// The browser arriving back at the layer: `GET` the path and query of `callback_url` through
