@@ -131,6 +131,7 @@ pub mod provider;
 mod random;
 pub mod redirect;
 mod remembered;
+pub mod revocation;
 mod runtime;
 mod service;
 pub mod session;

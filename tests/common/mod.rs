@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 pub mod oidc_provider;
+pub mod postgres_server;
+pub mod redis_server;
+pub mod servers;
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -1,0 +1,1 @@
+//! A throwaway PostgreSQL server for tests (filled in by the PostgreSQL store work).

@@ -1,0 +1,1 @@
+//! Throwaway Redis servers for tests (filled in by the Redis cache work).

@@ -1,0 +1,80 @@
+//! What the server fixtures (Redis, PostgreSQL, ...) share: the skip-or-fail rule, free loopback
+//! ports, and throwaway directories.
+//!
+//! A fixture whose binary is missing returns `None` after printing a `SKIP` line, so the test
+//! passes without it on a developer machine; under `CI=true` it panics instead, so CI can never
+//! go green without the real server.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// Whether the tests run under `CI=true` (where a skip is a failure).
+pub fn running_in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Reports a fixture that cannot run: panics under `CI=true`, else prints a skip notice.
+pub fn unavailable(fixture: &str, reason: &str) {
+    if running_in_ci() {
+        panic!("{fixture} fixture unavailable under CI=true: {reason}");
+    }
+    // Straight to stderr: the test harness captures `eprintln!`, and a skip must be seen.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIP {fixture} test: {reason}");
+}
+
+/// The first of `candidates` that exists as a file.
+pub fn find_binary(candidates: &[&str]) -> Option<PathBuf> {
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .or_else(|| {
+            // Bare names: search PATH.
+            candidates.iter().find_map(|name| which(name))
+        })
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return None;
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A loopback TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// A fresh directory under the system temp dir, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "tower-sso-{label}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
