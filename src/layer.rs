@@ -10,10 +10,15 @@ use crate::cache::{CacheError, CacheRequest, CacheResponse, MokaVerifierCache, V
 use crate::clock::Clock;
 use crate::config::{ConfigErrors, Problems};
 use crate::http::{HttpClient, HttpClientConfig, HttpError, HttpRequest, HttpResponse};
+use crate::identity::Identity;
 use crate::path::{PathPattern, PublicPaths, is_plain};
 use crate::policy::{AccessPolicy, UiAccessMode};
 use crate::provider::Provider;
 use crate::redirect::RedirectPolicy;
+use crate::revocation::{
+    RevocationError, RevocationFeed, RevocationRequest, RevocationResponse, RevocationSync,
+    RevokedSession,
+};
 use crate::runtime::ProviderRuntime;
 use crate::service::SsoService;
 use crate::session::{SessionCodec, SessionFields, derive_key};
@@ -21,6 +26,9 @@ use crate::store::{
     MemoryUserStore, NewTeamDefaults, NewUserDefaults, StoreError, StoreRequest, StoreResponse,
     UserStore,
 };
+
+/// How often the revocation feed is read unless configured.
+const DEFAULT_REVOCATION_SYNC: Duration = Duration::from_millis(500);
 
 /// The shortest session secret accepted, in bytes.
 pub(crate) const MIN_SECRET_LEN: usize = 16;
@@ -99,6 +107,12 @@ impl SsoLayer {
         SsoLayerBuilder::default()
     }
 
+    /// Where this layer keeps its state (verifier cache, user store, revocation feed), for a
+    /// start-up line such as `println!("{}", layer.backends())`.
+    pub fn backends(&self) -> &Backends {
+        &self.shared.backends
+    }
+
     /// The session codec (to issue sessions yourself, for example in tests, or to revoke one).
     pub fn sessions(&self) -> &SessionCodec {
         &self.shared.sessions
@@ -119,6 +133,42 @@ impl SsoLayer {
             .iter()
             .find(|p| p.config.provider_name() == name)
             .map(|p| p.callback_url.as_str())
+    }
+}
+
+/// Where a layer keeps its state: what [`SsoLayer::backends`] describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Backends {
+    /// The verifier cache (login state): the in-process moka cache unless configured.
+    pub verifier_cache: String,
+    /// The user store: in memory unless configured.
+    pub user_store: String,
+    /// The revocation feed, if logouts are shared with other instances.
+    pub revocation_feed: Option<String>,
+}
+
+impl Default for Backends {
+    fn default() -> Self {
+        Self {
+            verifier_cache: "in-process cache (moka)".to_owned(),
+            user_store: "in memory".to_owned(),
+            revocation_feed: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "verifier cache: {}; user store: {}; revocations: {}",
+            self.verifier_cache,
+            self.user_store,
+            self.revocation_feed
+                .as_deref()
+                .unwrap_or("this process only")
+        )
     }
 }
 
@@ -162,10 +212,30 @@ pub(crate) struct Shared {
     pub(crate) logout_url: Option<String>,
     pub(crate) cache: VerifierCache,
     pub(crate) store: UserStore,
+    /// Shares revocations with the other instances, if a feed is configured.
+    pub(crate) revocations: Option<RevocationSync>,
+    pub(crate) backends: Backends,
     pub(crate) clock: Clock,
 }
 
 impl Shared {
+    /// Revokes `identity`'s session here at once and, with a revocation feed, on every other
+    /// instance within one sync interval.
+    pub(crate) async fn revoke(&self, identity: &Identity) {
+        match &self.revocations {
+            Some(sync) => {
+                sync.revoke(RevokedSession {
+                    session_id: identity.session_id().to_owned(),
+                    expires_at: identity.expires_at(),
+                })
+                .await
+            }
+            None => self
+                .sessions
+                .revoke(identity.session_id(), identity.expires_at()),
+        }
+    }
+
     /// The provider named `name`, or the first one.
     pub(crate) fn provider(&self, name: Option<&str>) -> Option<&ProviderRuntime> {
         match name {
@@ -202,6 +272,9 @@ pub struct SsoLayerBuilder {
     session_fields: Option<SessionFields>,
     cache: Option<VerifierCache>,
     store: Option<UserStore>,
+    revocations: Option<RevocationFeed>,
+    revocation_sync_interval: Option<Duration>,
+    backends: Backends,
     http: Option<HttpClient>,
     http_config: HttpClientConfig,
     clock: Option<Clock>,
@@ -407,6 +480,7 @@ impl SsoLayerBuilder {
         C::Future: Send + 'static,
     {
         self.cache = Some(BoxCloneSyncService::new(cache));
+        self.backends.verifier_cache = std::any::type_name::<C>().to_owned();
         self
     }
 
@@ -421,6 +495,57 @@ impl SsoLayerBuilder {
         U::Future: Send + 'static,
     {
         self.store = Some(BoxCloneSyncService::new(store));
+        self.backends.user_store = std::any::type_name::<U>().to_owned();
+        self
+    }
+
+    /// The revocation feed that shares logouts with every instance (default: none, revocation
+    /// holds in this process only). See [`crate::revocation`].
+    ///
+    /// A session revoked on one instance is refused by the others within one
+    /// [`revocation_sync_interval`](Self::revocation_sync_interval) plus one call to the feed;
+    /// the gate itself never calls the feed.
+    pub fn revocation_feed<F>(mut self, feed: F) -> Self
+    where
+        F: tower::Service<
+                RevocationRequest,
+                Response = RevocationResponse,
+                Error = RevocationError,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        F::Future: Send + 'static,
+    {
+        self.revocations = Some(BoxCloneSyncService::new(feed));
+        self.backends.revocation_feed = Some(std::any::type_name::<F>().to_owned());
+        self
+    }
+
+    /// Replaces the descriptions of the backends set (for `from_env`, which knows where they
+    /// point).
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+    pub(crate) fn label_backends(
+        mut self,
+        verifier_cache: Option<String>,
+        user_store: Option<String>,
+        revocation_feed: Option<String>,
+    ) -> Self {
+        if let Some(l) = verifier_cache {
+            self.backends.verifier_cache = l;
+        }
+        if let Some(l) = user_store {
+            self.backends.user_store = l;
+        }
+        if revocation_feed.is_some() {
+            self.backends.revocation_feed = revocation_feed;
+        }
+        self
+    }
+
+    /// How often the revocation feed is read (default 500 ms; at least 10 ms).
+    pub fn revocation_sync_interval(mut self, interval: Duration) -> Self {
+        self.revocation_sync_interval = Some(interval);
         self
     }
 
@@ -593,6 +718,13 @@ impl SsoLayerBuilder {
             clock.clone(),
             self.remembered_sessions.unwrap_or(100_000),
         );
+        let revocations = self.revocations.map(|feed| {
+            let interval = self
+                .revocation_sync_interval
+                .unwrap_or(DEFAULT_REVOCATION_SYNC)
+                .max(Duration::from_millis(10));
+            RevocationSync::new(feed, sessions.clone(), clock.clone(), interval)
+        });
         let http = self
             .http
             .unwrap_or_else(|| crate::http::default_client(&self.http_config));
@@ -641,6 +773,8 @@ impl SsoLayerBuilder {
             store: self
                 .store
                 .unwrap_or_else(|| BoxCloneSyncService::new(MemoryUserStore::default())),
+            revocations,
+            backends: self.backends,
             clock,
         };
         Ok(SsoLayer {

@@ -145,5 +145,5 @@ pub use crate::config::{ConfigError, ConfigErrors};
 pub use crate::error::SsoError;
 pub use crate::future::ResponseFuture;
 pub use crate::identity::{Identity, IdentityData, SsoUser, UserRole};
-pub use crate::layer::{SsoLayer, SsoLayerBuilder};
+pub use crate::layer::{Backends, SsoLayer, SsoLayerBuilder};
 pub use crate::service::SsoService;

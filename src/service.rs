@@ -68,6 +68,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // Shared revocations (if configured) are kept in step from here on; one atomic load.
+        if let Some(sync) = &self.shared.revocations {
+            sync.ensure_started();
+        }
         // Identity headers only ever come from us.
         strip_identity_headers(req.headers_mut());
 

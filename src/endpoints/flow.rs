@@ -148,7 +148,9 @@ pub(crate) async fn store(
     .await
     .map_err(|e| {
         tracing::error!(error = %e, "verifier cache refused a login state");
-        SsoError::unavailable("login state store unavailable")
+        SsoError::unavailable(
+            "verifier cache unavailable: the login cannot start, try again shortly",
+        )
     })?;
     if stored {
         Ok(())
@@ -163,7 +165,9 @@ pub(crate) async fn take(shared: &Shared, flow_id: &str) -> Result<FlowRecord, S
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "verifier cache failed on take");
-            SsoError::unavailable("login state store unavailable")
+            SsoError::unavailable(
+                "verifier cache unavailable: the login cannot finish, try again shortly",
+            )
         })?;
     let value = value.ok_or_else(|| {
         SsoError::unauthorized(

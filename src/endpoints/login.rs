@@ -110,7 +110,7 @@ pub(crate) async fn start(
     if let Some(token) = token_from_headers(&parts.headers, &shared.cookie.name)
         && let Ok(old) = shared.sessions.verify(token)
     {
-        shared.sessions.revoke(old.session_id(), old.expires_at());
+        shared.revoke(&old).await;
     }
     append_cookie(&mut res, &clear_cookie(&shared.cookie.name, "/", secure));
     res.headers_mut().insert(

@@ -27,9 +27,7 @@ pub(crate) async fn logout(
     if let Some(token) = token_from_headers(&parts.headers, &shared.cookie.name)
         && let Ok(identity) = shared.sessions.verify(token)
     {
-        shared
-            .sessions
-            .revoke(identity.session_id(), identity.expires_at());
+        shared.revoke(&identity).await;
         tracing::info!(user_id = %identity.user_id(), "SSO logout");
         if let Some(p) = identity.provider().and_then(|name| {
             shared

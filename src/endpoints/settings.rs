@@ -66,12 +66,18 @@ pub(crate) async fn readiness(
     let cache = crate::cache::ping(&shared.cache).await;
     if let Err(e) = &cache {
         tracing::warn!(error = %e, "verifier cache not ready");
-        problems.push("verifier cache unavailable".to_owned());
+        // The backend's own message names it and the kind of failure (`redis: timed out ...`),
+        // never an address or a credential.
+        problems.push(format!("verifier cache unavailable ({})", e.0));
     }
     let store = crate::store::ping(&shared.store).await;
     if let Err(e) = &store {
         tracing::warn!(error = %e, "user store not ready");
-        problems.push("user store unavailable".to_owned());
+        let detail = match e {
+            crate::store::StoreError::Backend(msg) => msg.as_str(),
+            _ => "unexpected answer",
+        };
+        problems.push(format!("user store unavailable ({detail})"));
     }
     let healthy = problems.is_empty();
     Ok(json(

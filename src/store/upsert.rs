@@ -210,7 +210,11 @@ pub(crate) async fn upsert_sso_user(
             update_existing(store, existing, email, user.role).await?
         }
         None => {
-            let new = new_user_record(user, user_id, email.clone(), binding.as_deref(), users);
+            // The user's teams first, so that the user and its memberships are written in one
+            // request (one transaction in a database): a failure leaves no member-less user.
+            let team_ids = create_teams(store, &user.team_ids, teams).await?;
+            let mut new = new_user_record(user, user_id, email.clone(), binding.as_deref(), users);
+            new.teams = team_ids;
             match super::insert_user(store, new).await {
                 Ok(record) => record,
                 // Another login created the user meanwhile: update it instead, if it is ours.
@@ -304,6 +308,42 @@ async fn update_existing(
         .map_err(|e| store_unavailable("update user", e))
 }
 
+/// Finds or creates the team `team_id` with the configured defaults.
+async fn ensure_team(
+    store: &UserStore,
+    team_id: &str,
+    defaults: &NewTeamDefaults,
+) -> Result<(), SsoError> {
+    let team = TeamRecord {
+        team_id: team_id.to_owned(),
+        alias: None,
+        models: defaults.models.clone(),
+        max_budget: defaults.max_budget,
+        budget_duration: defaults.budget_duration.clone(),
+    };
+    super::find_or_create_team(store, team)
+        .await
+        .map(|_| ())
+        .map_err(|e| store_unavailable("create team", e))
+}
+
+/// Finds or creates each of the IdP's teams (empty ids skipped); their ids, once each, in order.
+async fn create_teams(
+    store: &UserStore,
+    team_ids: &[String],
+    defaults: &NewTeamDefaults,
+) -> Result<Vec<String>, SsoError> {
+    let mut created: Vec<String> = Vec::new();
+    for team_id in team_ids {
+        if team_id.is_empty() || created.contains(team_id) {
+            continue;
+        }
+        ensure_team(store, team_id, defaults).await?;
+        created.push(team_id.clone());
+    }
+    Ok(created)
+}
+
 async fn add_missing_teams(
     store: &UserStore,
     record: &mut UserRecord,
@@ -314,16 +354,7 @@ async fn add_missing_teams(
         if team_id.is_empty() || record.teams.contains(team_id) {
             continue;
         }
-        let team = TeamRecord {
-            team_id: team_id.clone(),
-            alias: None,
-            models: defaults.models.clone(),
-            max_budget: defaults.max_budget,
-            budget_duration: defaults.budget_duration.clone(),
-        };
-        super::find_or_create_team(store, team)
-            .await
-            .map_err(|e| store_unavailable("create team", e))?;
+        ensure_team(store, team_id, defaults).await?;
         super::add_member(store, team_id.clone(), record.user_id.clone())
             .await
             .map_err(|e| store_unavailable("add team member", e))?;
@@ -972,12 +1003,25 @@ mod tests {
         let u = upsert(&r, &user, &NewUserDefaults::default(), None).await;
         assert_eq!(u.teams, user.team_ids);
         assert_eq!(r.get("u").await.teams, user.team_ids);
-        let adds = r
-            .take_writes()
-            .into_iter()
-            .filter(|w| matches!(w, StoreRequest::AddMember { .. }))
-            .count();
-        assert_eq!(adds, 2);
+        // The teams first, then the user with its memberships in one write: a store failure in
+        // between leaves no user without its memberships.
+        let writes = r.take_writes();
+        let kinds: Vec<_> = writes
+            .iter()
+            .map(|w| match w {
+                StoreRequest::FindOrCreateTeam(t) => format!("team {}", t.team_id),
+                StoreRequest::InsertUser(u) => format!("user {} {:?}", u.user_id, u.teams),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "team team-from-entra-1",
+                "team team-from-entra-2",
+                "user u [\"team-from-entra-1\", \"team-from-entra-2\"]",
+            ]
+        );
     }
 
     #[tokio::test]

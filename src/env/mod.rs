@@ -17,6 +17,10 @@
 //! | `SSO_STRIP_SESSION_TOKEN` | `true` to remove the session cookie / Bearer token before forwarding |
 //! | `SSO_SESSION_COOKIE_HTTP_ONLY` | `false` for a UI that reads the `token` cookie from JavaScript |
 //! | `DEFAULT_INTERNAL_USER_PARAMS`, `DEFAULT_TEAM_PARAMS` | JSON defaults for users/teams created by SSO |
+//! | `REDIS_URL` | Redis for the verifier cache and shared revocation (feature `redis`): `redis://[:password@]host:port[/db]` |
+//! | `REDIS_HOST`, `REDIS_PORT` (default 6379), `REDIS_PASSWORD` | the same, LiteLLM's way (used when `REDIS_URL` is not set) |
+//! | `REDIS_CLUSTER_NODES` | a Redis Cluster instead: comma-separated `host:port` seed nodes (or LiteLLM's JSON list of `{"host", "port"}`), with `REDIS_PASSWORD` |
+//! | `DATABASE_URL` | PostgreSQL for the user store (feature `postgres`): `postgres://user:password@host:port/db`; tables `tower_sso_*`, created at start-up |
 //! | `GOOGLE_CLIENT_ID`, `GOOGLE_CLIENT_SECRET` | Google |
 //! | `MICROSOFT_CLIENT_ID`, `MICROSOFT_CLIENT_SECRET`, `MICROSOFT_TENANT`, `MICROSOFT_*_ENDPOINT`, `MICROSOFT_USER_*_ATTRIBUTE` | Microsoft Entra ID |
 //! | `GENERIC_CLIENT_ID`, `GENERIC_CLIENT_SECRET` (required with the id), `GENERIC_ISSUER` (discovery: alone enough for the endpoints and keys), `GENERIC_AUTHORIZATION_ENDPOINT`, `GENERIC_TOKEN_ENDPOINT`, `GENERIC_USERINFO_ENDPOINT`, `GENERIC_JWKS_URI` (verifies id_token signatures, with or without an issuer), `GENERIC_SCOPE`, `GENERIC_INCLUDE_CLIENT_ID`, `GENERIC_CLIENT_STATE`, `GENERIC_CLIENT_USE_PKCE` (default `true` here), `GENERIC_SSO_HEADERS`, `GENERIC_USER_*_ATTRIBUTE`, `GENERIC_USER_EXTRA_ATTRIBUTES`, `GENERIC_ROLE_MAPPINGS_ROLES`/`_GROUP_CLAIM`/`_DEFAULT_ROLE`, `GENERIC_TEAM_IDS_JWT_FIELD` | any OpenID Connect provider |
@@ -28,6 +32,8 @@
 //!
 //! Every provider whose client id is set is registered, in the order Google, Microsoft, generic;
 //! the first is the default.
+
+mod backends;
 
 use crate::claims::{ClaimMapping, RoleMappings, parse_role_map};
 use crate::config::ConfigErrors;
@@ -233,7 +239,7 @@ impl SsoLayerBuilder {
             }
         }
 
-        let mut b = b;
+        let mut b = backends::backends_from_env(&mut env, b);
         b.env_problems.extend(env.problems);
         b
     }

@@ -70,3 +70,7 @@ impl std::error::Error for RevocationError {}
 /// A type-erased revocation feed, as the layer holds it.
 pub type RevocationFeed =
     BoxCloneSyncService<RevocationRequest, RevocationResponse, RevocationError>;
+
+mod sync;
+
+pub(crate) use self::sync::RevocationSync;
