@@ -15,7 +15,23 @@
 //! - `GET /sso/logout` — ends the session
 //!
 //! `LISTEN_ADDR` (default `127.0.0.1:4000`) is where it listens; `PROXY_BASE_URL` defaults to
-//! `http://LISTEN_ADDR`; without `LITELLM_MASTER_KEY` a random session secret is used.
+//! `http://LISTEN_ADDR`; without `LITELLM_MASTER_KEY` a random session secret is used. The
+//! built-in provider listens on `127.0.0.1:DEMO_IDP_PORT` (default 4100); a second demo finding
+//! that port taken uses the first one's provider.
+//!
+//! With `REDIS_URL` (or `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`, or `REDIS_CLUSTER_NODES`)
+//! and `DATABASE_URL`, login state and logouts are shared through Redis and users are kept in
+//! PostgreSQL; the demo prints which it uses when it starts. Two instances sharing them (and
+//! `LITELLM_MASTER_KEY`) finish each other's logins:
+//!
+//! ```text
+//! export REDIS_URL=redis://127.0.0.1:6379 DATABASE_URL=postgres://postgres@127.0.0.1/sso LITELLM_MASTER_KEY=change-me-0123456789
+//! LISTEN_ADDR=127.0.0.1:4001 cargo run --example demo &
+//! LISTEN_ADDR=127.0.0.1:4000 PROXY_BASE_URL=http://127.0.0.1:4001 cargo run --example demo
+//! ```
+//!
+//! A login started at `http://127.0.0.1:4000/` comes back to (and is finished by) the instance on
+//! port 4001, and the session works on both.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,7 +39,9 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::response::{Html, IntoResponse, Json};
 use axum::routing::get;
-use tower_sso::testing::{LoginMode, MockIdp, MockUser};
+use tower_sso::testing::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LoginMode, MockIdp, MockUser,
+};
 use tower_sso::{Identity, SsoLayerBuilder};
 
 #[tokio::main]
@@ -59,10 +77,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ]
     .iter()
     .any(|k| env(k).is_some());
+    let idp_port: u16 = env("DEMO_IDP_PORT")
+        .unwrap_or_else(|| "4100".to_owned())
+        .parse()
+        .map_err(|e| format!("DEMO_IDP_PORT: {e}"))?;
     let _idp = if has_provider {
         None
     } else {
-        let idp = MockIdp::builder()
+        let started = MockIdp::builder()
+            .port(idp_port)
             .login_mode(LoginMode::Form)
             .user(MockUser::alice().claim("groups", vec!["engineering", "admins"]))
             .user(
@@ -73,20 +96,46 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .claim("groups", vec!["engineering"]),
             )
             .start()
-            .await?;
-        println!(
-            "No identity provider configured: using the built-in OpenID provider at {}",
-            idp.issuer()
-        );
-        defaults.extend(idp.env_vars());
+            .await;
+        let idp = match started {
+            Ok(idp) => {
+                println!(
+                    "No identity provider configured: using the built-in OpenID provider at {}",
+                    idp.issuer()
+                );
+                defaults.extend(idp.env_vars());
+                Some(idp)
+            }
+            // Another demo instance runs it: share it (the instances then finish each other's
+            // logins, as replicas behind a load balancer do).
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                let issuer = format!("http://127.0.0.1:{idp_port}");
+                println!(
+                    "No identity provider configured: port {idp_port} is taken, so using the built-in OpenID provider of another demo instance at {issuer}"
+                );
+                for (k, v) in [
+                    ("GENERIC_ISSUER", issuer.clone()),
+                    ("GENERIC_CLIENT_ID", DEFAULT_CLIENT_ID.to_owned()),
+                    ("GENERIC_CLIENT_SECRET", DEFAULT_CLIENT_SECRET.to_owned()),
+                    ("GENERIC_AUTHORIZATION_ENDPOINT", format!("{issuer}/authorize")),
+                    ("GENERIC_TOKEN_ENDPOINT", format!("{issuer}/token")),
+                    ("GENERIC_USERINFO_ENDPOINT", format!("{issuer}/userinfo")),
+                ] {
+                    defaults.insert(k.to_owned(), v);
+                }
+                None
+            }
+            Err(e) => return Err(format!("built-in OpenID provider on port {idp_port}: {e}").into()),
+        };
         defaults.insert("GENERIC_TEAM_IDS_JWT_FIELD".into(), "groups".into());
         defaults.insert("GENERIC_USER_DISPLAY_NAME_ATTRIBUTE".into(), "name".into());
-        Some(idp)
+        idp
     };
 
     let sso = SsoLayerBuilder::from_env_vars(|k| env(k).or_else(|| defaults.get(k).cloned()))
         .ui_path("/")
         .build()?;
+    println!("state: {}", sso.backends());
 
     let app = Router::new()
         .route("/", get(home))

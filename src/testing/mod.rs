@@ -208,6 +208,7 @@ pub struct MockIdpBuilder {
     access_token_jwt: bool,
     require_pkce: bool,
     client_auth: ClientAuth,
+    port: u16,
 }
 
 impl Default for MockIdpBuilder {
@@ -221,6 +222,7 @@ impl Default for MockIdpBuilder {
             access_token_jwt: false,
             require_pkce: true,
             client_auth: ClientAuth::Any,
+            port: 0,
         }
     }
 }
@@ -275,13 +277,21 @@ impl MockIdpBuilder {
         self
     }
 
-    /// Generates the signing key, binds `127.0.0.1:0` and starts serving.
+    /// The loopback port to listen on (default: any free port). A fixed port lets several
+    /// processes (two demo instances, say) share one provider.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Generates the signing key, binds `127.0.0.1` (on [`port`](Self::port), or any free port)
+    /// and starts serving.
     ///
     /// Must be called within a Tokio runtime. Fails if the port cannot be bound or the key
     /// cannot be generated.
     pub async fn start(self) -> std::io::Result<MockIdp> {
         let key = Arc::new(SigningKey::generate()?);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await?;
         let addr = listener.local_addr()?;
         let mut users = self.users;
         if users.is_empty() {
