@@ -67,6 +67,34 @@
 //! ([`mod@http`]) are [`tower::Service`]s with small request and response enums, so they can be
 //! replaced (Redis, PostgreSQL, a test closure) and wrapped with any tower middleware.
 //!
+//! # Several instances
+//!
+//! Replicas behind a load balancer share login state and logouts through Redis
+//! (`cache::RedisVerifierCache`, feature `redis`, also on Redis Cluster) and users through
+//! PostgreSQL (`store::PostgresUserStore`, feature `postgres`). A logout on one instance is
+//! refused by every other within the [revocation](revocation) sync interval (500 ms) plus one
+//! Redis call, without any network call on the gate's path. `from_env` reads `REDIS_URL` (or
+//! `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`, or `REDIS_CLUSTER_NODES`) and `DATABASE_URL`.
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "redis", feature = "postgres"))]
+//! # async fn several() -> Result<(), Box<dyn std::error::Error>> {
+//! use tower_sso::{SsoLayer, cache::RedisVerifierCache, store::PostgresUserStore};
+//!
+//! let redis = RedisVerifierCache::from_url("redis://cache.internal:6379")?;
+//! let users = PostgresUserStore::connect("postgres://sso@db.internal/gateway").await?;
+//! let sso = SsoLayer::builder()
+//!     .base_url("https://gateway.example.com")
+//!     .session_secret(std::env::var("SESSION_SECRET")?)
+//!     .verifier_cache(redis.clone())
+//!     .revocation_feed(redis.revocations())
+//!     .user_store(users)
+//!     .build()?;
+//! println!("{}", sso.backends());
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Testing your routes
 //!
 //! With the `test-util` feature, [`testing::MockIdp`] is a real OpenID provider on a loopback
