@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{Client, Cmd, ErrorKind, IntoConnectionInfo, RedisError, Value};
@@ -107,9 +107,10 @@ impl Connection {
                 .conn
                 .get_or_try_init(|| self.connect(timeout))
                 .await?;
+            // `query_async` turns an error answer (`-NOAUTH ..`, `-WRONGTYPE ..`) into an `Err`.
             match conn.clone() {
-                Conn::Single(mut c) => c.req_packed_command(cmd).await,
-                Conn::Cluster(mut c) => c.req_packed_command(cmd).await,
+                Conn::Single(mut c) => cmd.query_async::<Value>(&mut c).await,
+                Conn::Cluster(mut c) => cmd.query_async::<Value>(&mut c).await,
             }
         };
         match tokio::time::timeout(timeout, call).await {
