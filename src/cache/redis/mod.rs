@@ -1,32 +1,5 @@
-//! A verifier cache on Redis or Redis Cluster (feature `redis`), shared by every instance of a
-//! service, and the [revocation feed](crate::revocation) on the same connection.
-//!
-//! # Key layout
-//!
-//! Every cache entry is one string key, `{prefix}{key}` (prefix [`"tower-sso:"`] by default, see
-//! [`RedisVerifierCache::key_prefix`]), written with `SET .. EX` so Redis enforces the TTL, and
-//! consumed with `GETDEL`, so of concurrent takes exactly one gets the value, across instances.
-//! The revocation feed is one stream, `{prefix}revocations` (see [`RedisRevocations`]). Every
-//! command touches one key, so everything works on a Redis Cluster.
-//!
-//! # Connection, timeout and outages
-//!
-//! The constructors are synchronous and do not connect: the connection is made on first use, so
-//! a service starts while Redis is down. A single server is reached through a
-//! [`ConnectionManager`](::redis::aio::ConnectionManager), which reconnects by itself after the
-//! connection breaks (with a short bounded backoff); a cluster through the async cluster client,
-//! which follows slot moves. If making the connection fails, the next call tries again.
-//!
-//! Every call, connecting included, is bounded by [`timeout`](RedisVerifierCache::timeout)
-//! (2 s by default). While Redis is down or slow, calls fail fast with a [`CacheError`] (the layer
-//! answers 503 to the login that needed it) and succeed again once it is back, without rebuilding
-//! anything. Error messages start with `redis: ` and name the kind of failure only: never the URL
-//! (which may hold a password), a key or a value.
-//!
-//! Needs Redis 6.2 or later (`GETDEL`, `XADD .. MINID`, exclusive `XRANGE` ranges). Plain TCP only
-//! (`redis://`); no TLS.
-//!
-//! [`"tower-sso:"`]: RedisVerifierCache::DEFAULT_KEY_PREFIX
+//! The verifier cache on Redis or Redis Cluster (feature `redis`), and the revocation feed on the
+//! same connection. The user-facing documentation is on [`RedisVerifierCache`].
 
 use std::fmt;
 use std::future::Future;
@@ -45,11 +18,38 @@ mod revocations;
 
 pub use self::revocations::RedisRevocations;
 
-/// A verifier cache on Redis or Redis Cluster, shared by every instance that uses the same Redis
-/// and [key prefix](Self::key_prefix).
+/// A verifier cache on Redis or Redis Cluster (feature `redis`), shared by every instance that
+/// uses the same Redis and [key prefix](Self::key_prefix); [`revocations`](Self::revocations) is
+/// the [revocation feed](crate::revocation) on the same connection.
 ///
-/// Cheap to clone: clones share one connection. See the [module docs](self) for the key layout,
-/// timeouts and what happens while Redis is down.
+/// Cheap to clone: clones share one connection.
+///
+/// # Key layout
+///
+/// Every cache entry is one string key, `{prefix}{key}` (prefix `"tower-sso:"` by default), written
+/// with `SET .. PX` so Redis enforces the TTL, and consumed with `GETDEL`, so of concurrent takes
+/// exactly one gets the value, across instances. The revocation feed is one stream,
+/// `{prefix}revocations` (see [`RedisRevocations`]). Every command touches one key, so everything
+/// works on a Redis Cluster.
+///
+/// # Connection, timeout and outages
+///
+/// The constructors are synchronous and do not connect: the connection is made on first use, so a
+/// service starts while Redis is down. A single server is reached through a
+/// [`ConnectionManager`](::redis::aio::ConnectionManager), which reconnects by itself after the
+/// connection breaks (with a short bounded backoff); a cluster through the async cluster client,
+/// which follows slot moves. If making the connection fails, the next call tries again.
+///
+/// Every call, connecting included, is bounded by [`timeout`](Self::timeout) (2 s by default).
+/// While Redis is down or slow, calls fail fast with a [`CacheError`] (the layer answers 503 to
+/// the login that needed it) and succeed again once it is back, without rebuilding anything.
+/// Error messages start with `redis: ` and name the kind of failure only (`connection refused`,
+/// `timed out after ..`, `server error NOAUTH`, ...): never the URL (which may hold a password), a
+/// key or a value. `Debug` shows the host (or the number of cluster nodes), the prefix and the
+/// timeout, never the password.
+///
+/// Needs Redis 6.2 or later (`GETDEL`, `XADD .. MINID`, exclusive `XRANGE` ranges). Plain TCP only
+/// (`redis://`); no TLS.
 ///
 /// ```no_run
 /// use std::time::Duration;
