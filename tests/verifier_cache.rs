@@ -304,6 +304,19 @@ async fn redis_single_server_with_password_and_database() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_single_server_from_host_port_and_a_password_with_url_characters() {
+    let password = "p@ss/w:rd#?%";
+    let Some(server) = RedisServer::start_with_password(password) else {
+        return;
+    };
+    let a =
+        RedisVerifierCache::from_host("127.0.0.1", server.port, Some(password)).expect("cache a");
+    // The same password, percent-encoded in a URL.
+    let b = RedisVerifierCache::from_url(&server.url).expect("cache b");
+    suite(boxed(a), boxed(b), "redis from host and port").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_cluster() {
     let Some(cluster) = RedisCluster::start() else {
         return;

@@ -168,7 +168,7 @@ fn answers_ping(port: u16) -> bool {
 
 /// A throwaway single Redis server. Killed when dropped.
 pub struct RedisServer {
-    /// `redis://[:password@]127.0.0.1:<port>`.
+    /// `redis://[:password@]127.0.0.1:<port>` (the password percent-encoded).
     pub url: String,
     /// The loopback port.
     pub port: u16,
@@ -197,7 +197,10 @@ impl RedisServer {
         let process = Process::start(binary, "redis", extra);
         let port = process.port;
         let url = match password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{port}"),
+            Some(p) => format!(
+                "redis://:{}@127.0.0.1:{port}",
+                percent_encoding::utf8_percent_encode(p, percent_encoding::NON_ALPHANUMERIC)
+            ),
             None => format!("redis://127.0.0.1:{port}"),
         };
         Some(RedisServer {

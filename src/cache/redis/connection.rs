@@ -8,7 +8,9 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::{Client, Cmd, ErrorKind, IntoConnectionInfo, RedisError, Value};
+use ::redis::{
+    Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, RedisError, Value,
+};
 use tokio::sync::OnceCell;
 
 /// How many times the connection manager retries a (re)connection before the call fails; the
@@ -65,6 +67,33 @@ impl Connection {
         let info = url
             .into_connection_info()
             .map_err(|_| Failure("redis: invalid URL".into()))?;
+        Self::single_info(info)
+    }
+
+    /// A connection to the single server at `host:port`, with `password` if given (taken as is:
+    /// no URL encoding).
+    pub(super) fn single_host(
+        host: &str,
+        port: u16,
+        password: Option<&str>,
+    ) -> Result<Self, Failure> {
+        if host.trim().is_empty() {
+            return Err(Failure("redis: empty host".into()));
+        }
+        let info = ConnectionAddr::Tcp(host.trim().to_owned(), port)
+            .into_connection_info()
+            .map_err(|_| Failure("redis: invalid host".into()))?;
+        let info = match password {
+            Some(password) => {
+                let settings = info.redis_settings().clone().set_password(password);
+                info.set_redis_settings(settings)
+            }
+            None => info,
+        };
+        Self::single_info(info)
+    }
+
+    fn single_info(info: ConnectionInfo) -> Result<Self, Failure> {
         let addr = info.addr().to_string();
         let db = info.redis_settings().db();
         let client = Client::open(info).map_err(|e| describe(&e))?;
@@ -239,6 +268,13 @@ mod tests {
         let e = Connection::single("http://user:hunter2@example.com").unwrap_err();
         assert!(e.0.starts_with("redis: "), "{e:?}");
         assert!(!e.0.contains("hunter2"), "{e:?}");
+    }
+
+    #[test]
+    fn host_port_and_raw_password() {
+        let c = Connection::single_host("redis.internal", 6380, Some("p@ss/w:rd")).unwrap();
+        assert_eq!(c.describe_target(), "redis.internal:6380/0");
+        assert!(Connection::single_host(" ", 6380, None).is_err());
     }
 
     #[test]

@@ -90,6 +90,19 @@ impl RedisVerifierCache {
             .map_err(cache_error)
     }
 
+    /// A cache on the single Redis server at `host:port`, with `password` if given (taken as is,
+    /// so it needs no URL encoding: the way to build one from `REDIS_HOST`, `REDIS_PORT` and
+    /// `REDIS_PASSWORD`). Database 0. Does not connect yet.
+    ///
+    /// # Errors
+    ///
+    /// If `host` is empty.
+    pub fn from_host(host: &str, port: u16, password: Option<&str>) -> Result<Self, CacheError> {
+        Connection::single_host(host, port, password)
+            .map(Self::with_connection)
+            .map_err(cache_error)
+    }
+
     /// A cache on the Redis Cluster reached through `nodes` (`host:port` entries; some or all of
     /// the cluster's masters), with `password` if the cluster needs one. Does not connect yet.
     ///
