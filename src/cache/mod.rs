@@ -1,7 +1,8 @@
 //! The verifier cache: short-lived, single-use login state (PKCE verifiers, state, nonces, CLI logins).
 //!
 //! It is a [`tower::Service`] answering [`CacheRequest`]s, so any implementation (the default
-//! [`MokaVerifierCache`], Redis, a test closure) can be plugged in and wrapped with tower middleware.
+//! [`MokaVerifierCache`], [`RedisVerifierCache`] (feature `redis`), a test closure) can be plugged
+//! in and wrapped with tower middleware.
 
 use std::time::Duration;
 
@@ -10,8 +11,12 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
 mod moka;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use self::moka::MokaVerifierCache;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisRevocations, RedisVerifierCache};
 
 /// A request to the verifier cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
