@@ -161,8 +161,12 @@ impl PostgresUserStore {
     /// [`connect_lazy`](Self::connect_lazy) with `options`.
     pub fn connect_lazy_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
         // The parse error can quote the URL, password included: say only what failed.
-        let connect = PgConnectOptions::from_str(url)
-            .map_err(|_| StoreError::Backend("postgres: invalid connection URL".into()))?;
+        let invalid = || StoreError::Backend("postgres: invalid connection URL".into());
+        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        if !matches!(scheme.as_deref(), Some("postgres" | "postgresql")) {
+            return Err(invalid());
+        }
+        let connect = PgConnectOptions::from_str(url).map_err(|_| invalid())?;
         let statement_ms = options
             .statement_timeout
             .as_millis()
@@ -247,8 +251,14 @@ mod tests {
             err,
             StoreError::Backend("postgres: invalid connection URL".into())
         );
-        let err = PostgresUserStore::connect_lazy("mysql://u:hunter2@h/db").unwrap_err();
-        assert!(!err.to_string().contains("hunter2"), "{err}");
+        for url in ["mysql://u:hunter2@h/db", "u:hunter2@h/db", ""] {
+            let err = PostgresUserStore::connect_lazy(url).unwrap_err();
+            assert_eq!(
+                err,
+                StoreError::Backend("postgres: invalid connection URL".into())
+            );
+        }
+        PostgresUserStore::connect_lazy("postgresql://h/db").expect("either scheme");
     }
 
     #[test]
