@@ -118,7 +118,10 @@ impl MemoryUserStore {
             } => {
                 let mut state = self.write();
                 let email = email.map(|e| e.to_ascii_lowercase());
-                state.user_mut(&user_id)?;
+                // NotFound before EmailTaken, and nothing changes unless both checks pass.
+                if !state.users.contains_key(&user_id) {
+                    return Err(StoreError::NotFound(format!("user {user_id}")));
+                }
                 state.check_email_free(email.as_deref(), &user_id)?;
                 let user = state.user_mut(&user_id)?;
                 if let Some(email) = email {

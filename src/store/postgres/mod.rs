@@ -1,50 +1,7 @@
 //! [`PostgresUserStore`]: users, teams and memberships in PostgreSQL (feature `postgres`).
 //!
-//! # Tables
-//!
-//! The store keeps its data in its own tables, all named `tower_sso_*`; it never reads or writes
-//! LiteLLM's tables (`LiteLLM_UserTable`, `LiteLLM_TeamTable`, ...), so it can share a database
-//! with a LiteLLM proxy, and users created by SSO logins do not appear in LiteLLM's user list.
-//!
-//! - `tower_sso_users`: `user_id` (primary key), `email` (stored ASCII-lower-cased, unique),
-//!   `role` (the wire name, `internal_user_viewer`, ...), `models` (`text[]`), `max_budget`,
-//!   `budget_duration`, `metadata` (`jsonb` object), `created_at`, `updated_at`.
-//! - `tower_sso_teams`: `team_id` (primary key), `alias`, `models`, `max_budget`,
-//!   `budget_duration`, `created_at`.
-//! - `tower_sso_memberships`: `(team_id, user_id)` (primary key, both foreign keys, deleted with
-//!   the user or team), and `seq`, so a user's teams come back in the order they were added.
-//!
-//! # Migrations
-//!
-//! The schema ships with the crate (SQL embedded in the binary) and the store applies it itself,
-//! recording applied versions in its own table, `tower_sso_migrations` (not sqlx's
-//! `_sqlx_migrations`, which an application's own migrations use). Applying is one transaction
-//! holding a fixed advisory lock (`pg_advisory_xact_lock`): idempotent, and safe when several
-//! instances start at once. [`PostgresUserStore::connect`] migrates before returning;
-//! [`PostgresUserStore::connect_lazy`] migrates before serving its first request, and retries on
-//! the next request if that failed (for example while PostgreSQL is still down).
-//!
-//! # Pool and timeouts
-//!
-//! Requests run on a connection pool ([`PostgresOptions`]: at most 10 connections by default).
-//! Waiting for a connection is bounded by the acquire timeout (2 s by default: with PostgreSQL
-//! down a request fails after about that long) and every statement by a server-side
-//! `statement_timeout` (5 s by default). Failures are [`StoreError::Backend`] errors such as
-//! `postgres: unavailable (pool timed out)`: the kind of failure only, never the connection URL,
-//! the password or a stored value. [`Debug`](std::fmt::Debug) shows the host, port and database.
-//!
-//! # Concurrency
-//!
-//! Every request is atomic, and the store behaves like [`MemoryUserStore`](super::MemoryUserStore)
-//! when several instances share the database:
-//!
-//! - Two instances inserting the same new user: one succeeds, the other gets
-//!   [`StoreError::Conflict`], which the login resolves by reading and updating the stored user.
-//!   An insert writes the user and its memberships in one transaction.
-//! - [`StoreRequest::SetMetadataIfAbsent`] is a single conditional `UPDATE`: exactly one of
-//!   several concurrent callers sets the key, and all of them are answered with the winner.
-//! - [`StoreRequest::FindOrCreateTeam`] and [`StoreRequest::AddMember`] are idempotent:
-//!   concurrent callers get the same team and one membership.
+//! `mod.rs` holds the store and its options, `migrate.rs` the schema and how it is applied,
+//! `requests.rs` the SQL answering each request, `rows.rs` row decoding, `error.rs` error mapping.
 
 mod error;
 mod migrate;
@@ -110,11 +67,68 @@ impl PostgresOptions {
     }
 }
 
-/// The user store in PostgreSQL: see the [module docs](self) for tables, migrations, timeouts
-/// and concurrency.
+/// The user store in PostgreSQL (feature `postgres`).
 ///
 /// A `tower::Service<StoreRequest>`, always ready; cheap to clone (clones share the pool). Box it
-/// into a [`UserStore`](super::UserStore) with `BoxCloneSyncService::new`.
+/// into a [`UserStore`](super::UserStore) with `BoxCloneSyncService::new`:
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), tower_sso::store::StoreError> {
+/// use std::time::Duration;
+/// use tower::util::BoxCloneSyncService;
+/// use tower_sso::store::{PostgresOptions, PostgresUserStore, UserStore};
+///
+/// let options = PostgresOptions::new().acquire_timeout(Duration::from_secs(1));
+/// let store = PostgresUserStore::connect_with("postgres://sso@db.internal/gateway", options).await?;
+/// let store: UserStore = BoxCloneSyncService::new(store);
+/// # Ok(()) }
+/// ```
+///
+/// # Tables
+///
+/// The store keeps its data in its own tables, all named `tower_sso_*`; it never reads or writes
+/// LiteLLM's tables (`LiteLLM_UserTable`, `LiteLLM_TeamTable`, ...), so it can share a database
+/// with a LiteLLM proxy, and users created by SSO logins do not appear in LiteLLM's user list.
+///
+/// - `tower_sso_users`: `user_id` (primary key), `email` (stored ASCII-lower-cased, unique),
+///   `role` (the wire name, `internal_user_viewer`, ...), `models` (`text[]`), `max_budget`,
+///   `budget_duration`, `metadata` (`jsonb` object), `created_at`, `updated_at`.
+/// - `tower_sso_teams`: `team_id` (primary key), `alias`, `models`, `max_budget`,
+///   `budget_duration`, `created_at`.
+/// - `tower_sso_memberships`: `(team_id, user_id)` (primary key, both foreign keys, deleted with
+///   the user or team), and `seq`, so a user's teams come back in the order they were added.
+///
+/// # Migrations
+///
+/// The schema ships with the crate (SQL embedded in the binary) and the store applies it itself,
+/// recording applied versions in its own table, `tower_sso_migrations` (not sqlx's
+/// `_sqlx_migrations`, which an application's own migrations use). Applying is one transaction
+/// holding a fixed advisory lock (`pg_advisory_xact_lock`): idempotent, and safe when several
+/// instances start at once. [`PostgresUserStore::connect`] migrates before returning;
+/// [`PostgresUserStore::connect_lazy`] migrates before serving its first request, and retries on
+/// the next request if that failed (for example while PostgreSQL is still down).
+///
+/// # Pool and timeouts
+///
+/// Requests run on a connection pool ([`PostgresOptions`]: at most 10 connections by default).
+/// Waiting for a connection is bounded by the acquire timeout (2 s by default: with PostgreSQL
+/// down a request fails after about that long) and every statement by a server-side
+/// `statement_timeout` (5 s by default). Failures are [`StoreError::Backend`] errors such as
+/// `postgres: unavailable (pool timed out)`: the kind of failure only, never the connection URL,
+/// the password or a stored value. [`Debug`](std::fmt::Debug) shows the host, port and database.
+///
+/// # Concurrency
+///
+/// Every request is atomic, and the store behaves like
+/// [`MemoryUserStore`](crate::store::MemoryUserStore) when several instances share the database:
+///
+/// - Two instances inserting the same new user: one succeeds, the other gets
+///   [`StoreError::Conflict`], which the login resolves by reading and updating the stored user.
+///   An insert writes the user and its memberships in one transaction.
+/// - [`StoreRequest::SetMetadataIfAbsent`] is a single conditional `UPDATE`: exactly one of
+///   several concurrent callers sets the key, and all of them are answered with the winner.
+/// - [`StoreRequest::FindOrCreateTeam`] and [`StoreRequest::AddMember`] are idempotent:
+///   concurrent callers get the same team and one membership.
 #[derive(Clone)]
 pub struct PostgresUserStore {
     inner: Arc<Inner>,
