@@ -23,12 +23,28 @@ impl State {
             .get_mut(user_id)
             .ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))
     }
+
+    /// `EmailTaken` if a user other than `user_id` has `email` (already ASCII-lower-cased).
+    fn check_email_free(&self, email: Option<&str>, user_id: &str) -> Result<(), StoreError> {
+        let Some(email) = email else { return Ok(()) };
+        let taken = self
+            .users
+            .values()
+            .any(|u| u.user_id != user_id && u.email.as_deref() == Some(email));
+        if taken {
+            return Err(StoreError::EmailTaken);
+        }
+        Ok(())
+    }
 }
 
 /// The default user store: users and teams in memory, lost when the process exits.
 ///
-/// Team membership is kept in each user's [`UserRecord::teams`]. Cheap to clone: clones share the
-/// same data.
+/// Team membership is kept in each user's [`UserRecord::teams`], in the order it was added.
+/// E-mails are stored ASCII-lower-cased and are unique across users (see
+/// [`StoreRequest::InsertUser`] and [`StoreRequest::UpdateUser`]); finding by e-mail is a linear
+/// scan, which is fine for the numbers of users one process holds. Every request is atomic
+/// (one lock). Cheap to clone: clones share the same data.
 #[derive(Clone, Default)]
 pub struct MemoryUserStore {
     state: Arc<RwLock<State>>,
@@ -88,6 +104,10 @@ impl MemoryUserStore {
                 if state.users.contains_key(&user.user_id) {
                     return Err(StoreError::Conflict(format!("user {}", user.user_id)));
                 }
+                state.check_email_free(user.email.as_deref(), &user.user_id)?;
+                if let Some(missing) = user.teams.iter().find(|t| !state.teams.contains_key(*t)) {
+                    return Err(StoreError::NotFound(format!("team {missing}")));
+                }
                 state.users.insert(user.user_id.clone(), user.clone());
                 Ok(StoreResponse::User(Some(user)))
             }
@@ -97,9 +117,15 @@ impl MemoryUserStore {
                 role,
             } => {
                 let mut state = self.write();
+                let email = email.map(|e| e.to_ascii_lowercase());
+                // NotFound before EmailTaken, and nothing changes unless both checks pass.
+                if !state.users.contains_key(&user_id) {
+                    return Err(StoreError::NotFound(format!("user {user_id}")));
+                }
+                state.check_email_free(email.as_deref(), &user_id)?;
                 let user = state.user_mut(&user_id)?;
                 if let Some(email) = email {
-                    user.email = Some(email.to_ascii_lowercase());
+                    user.email = Some(email);
                 }
                 if let Some(role) = role {
                     user.role = role;
@@ -483,6 +509,76 @@ mod tests {
         assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
         let err = call(&s, add("t1", "missing")).await.unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn emails_are_unique_across_users() {
+        let s = MemoryUserStore::new();
+        call(&s, StoreRequest::InsertUser(user("u1", Some("a@x.com"))))
+            .await
+            .unwrap();
+        call(&s, StoreRequest::InsertUser(user("u2", Some("b@x.com"))))
+            .await
+            .unwrap();
+        let err = call(&s, StoreRequest::InsertUser(user("u3", Some("A@X.COM"))))
+            .await
+            .unwrap_err();
+        assert_eq!(err, StoreError::EmailTaken);
+        assert!(!err.to_string().contains("a@x.com"), "{err}");
+        assert_eq!(s.user_count(), 2);
+
+        let update = |id: &str, email: &str| StoreRequest::UpdateUser {
+            user_id: id.into(),
+            email: Some(email.into()),
+            role: Some(UserRole::ProxyAdmin),
+        };
+        let err = call(&s, update("u2", "A@x.com")).await.unwrap_err();
+        assert_eq!(err, StoreError::EmailTaken);
+        let res = call(&s, StoreRequest::FindUserById("u2".into()))
+            .await
+            .unwrap();
+        let StoreResponse::User(Some(u)) = res else {
+            panic!("{res:?}")
+        };
+        assert_eq!(u.email.as_deref(), Some("b@x.com"), "nothing changed");
+        assert_eq!(u.role, UserRole::InternalUserViewer, "nothing changed");
+        // The user's own e-mail, in another case, is fine.
+        call(&s, update("u1", "A@X.com")).await.unwrap();
+        // An unknown user is NotFound, even with a taken e-mail.
+        let err = call(&s, update("nope", "a@x.com")).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn insert_user_writes_its_memberships() {
+        let s = MemoryUserStore::new();
+        for t in ["t1", "t2"] {
+            call(&s, StoreRequest::FindOrCreateTeam(team(t)))
+                .await
+                .unwrap();
+        }
+        let mut u = user("u1", None);
+        u.teams = vec!["t2".into(), "t1".into(), "t2".into()];
+        let res = call(&s, StoreRequest::InsertUser(u)).await.unwrap();
+        let StoreResponse::User(Some(u)) = res else {
+            panic!("{res:?}")
+        };
+        assert_eq!(u.teams, vec!["t2".to_owned(), "t1".to_owned()]);
+        let res = call(
+            &s,
+            StoreRequest::ListTeams {
+                user_id: "u1".into(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(res, StoreResponse::Teams(vec![team("t2"), team("t1")]));
+
+        let mut u = user("u2", Some("u2@x.com"));
+        u.teams = vec!["t1".into(), "missing".into()];
+        let err = call(&s, StoreRequest::InsertUser(u)).await.unwrap_err();
+        assert_eq!(err, StoreError::NotFound("team missing".into()));
+        assert_eq!(s.user_count(), 1, "nothing written");
     }
 
     #[tokio::test]

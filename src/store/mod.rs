@@ -9,9 +9,13 @@ use tower::util::BoxCloneSyncService;
 use crate::identity::UserRole;
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod upsert;
 
 pub use self::memory::MemoryUserStore;
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PostgresOptions, PostgresUserStore};
 pub(crate) use self::upsert::{LoginLookup, find_login_user, upsert_sso_user};
 pub use self::upsert::{NewTeamDefaults, NewUserDefaults};
 
@@ -62,9 +66,24 @@ pub enum StoreRequest {
     /// addresses, and only when e-mail linking is on; a store should compare ASCII
     /// case-insensitively and must not apply Unicode case folding (U+212A KELVIN SIGN is not `k`).
     FindUserByEmail(String),
-    /// Insert a new user. Fails with [`StoreError::Conflict`] if the id exists.
+    /// Insert a new user, with its team memberships, all or nothing.
+    ///
+    /// - The e-mail is stored ASCII-lower-cased (Unicode letters are kept as they are).
+    /// - [`UserRecord::teams`] are the new user's memberships, in order (duplicates dropped),
+    ///   written together with the user: every listed team must exist, else the store answers
+    ///   [`StoreError::NotFound`] (`"team <id>"`) and writes nothing.
+    /// - Fails with [`StoreError::Conflict`] (`"user <id>"`) if the id exists (the stored user is
+    ///   kept), else with [`StoreError::EmailTaken`] if another user has the same e-mail
+    ///   (compared after ASCII lower-casing).
+    ///
+    /// Answers the user as stored.
     InsertUser(UserRecord),
-    /// Update a user's e-mail and/or role (fields left `None` are unchanged).
+    /// Update a user's e-mail and/or role (fields left `None` are unchanged); answers the user as
+    /// stored, or fails with [`StoreError::NotFound`].
+    ///
+    /// The e-mail is stored ASCII-lower-cased and stays unique: an e-mail another user has fails
+    /// with [`StoreError::EmailTaken`] and changes nothing. Setting the e-mail the user already
+    /// has is fine.
     UpdateUser {
         /// The user to update.
         user_id: String,
@@ -121,8 +140,11 @@ pub enum StoreResponse {
 /// The user store failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
-    /// A user or team with that id already exists.
+    /// A user or team with that id already exists (`"user <id>"`).
     Conflict(String),
+    /// Another user already has this e-mail (e-mails are unique, compared ASCII
+    /// case-insensitively). The address is deliberately not part of the error.
+    EmailTaken,
     /// The user or team does not exist.
     NotFound(String),
     /// The backend failed (connection lost, ...).
@@ -133,6 +155,7 @@ impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreError::Conflict(what) => write!(f, "user store conflict: {what} already exists"),
+            StoreError::EmailTaken => f.write_str("user store conflict: e-mail already in use"),
             StoreError::NotFound(what) => write!(f, "user store: {what} not found"),
             StoreError::Backend(msg) => write!(f, "user store error: {msg}"),
         }
@@ -185,7 +208,8 @@ pub(crate) async fn find_user_by_email(
     }
 }
 
-/// Inserts a new user; [`StoreError::Conflict`] if the id exists. Returns the stored user.
+/// Inserts a new user with its memberships; [`StoreError::Conflict`] if the id exists,
+/// [`StoreError::EmailTaken`] if the e-mail belongs to another user. Returns the stored user.
 pub(crate) async fn insert_user(
     store: &UserStore,
     user: UserRecord,
