@@ -39,9 +39,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::response::{Html, IntoResponse, Json};
 use axum::routing::get;
-use tower_sso::testing::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LoginMode, MockIdp, MockUser,
-};
+use tower_sso::testing::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LoginMode, MockIdp, MockUser};
 use tower_sso::{Identity, SsoLayerBuilder};
 
 #[tokio::main]
@@ -117,7 +115,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     ("GENERIC_ISSUER", issuer.clone()),
                     ("GENERIC_CLIENT_ID", DEFAULT_CLIENT_ID.to_owned()),
                     ("GENERIC_CLIENT_SECRET", DEFAULT_CLIENT_SECRET.to_owned()),
-                    ("GENERIC_AUTHORIZATION_ENDPOINT", format!("{issuer}/authorize")),
+                    (
+                        "GENERIC_AUTHORIZATION_ENDPOINT",
+                        format!("{issuer}/authorize"),
+                    ),
                     ("GENERIC_TOKEN_ENDPOINT", format!("{issuer}/token")),
                     ("GENERIC_USERINFO_ENDPOINT", format!("{issuer}/userinfo")),
                 ] {
@@ -125,7 +126,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 None
             }
-            Err(e) => return Err(format!("built-in OpenID provider on port {idp_port}: {e}").into()),
+            Err(e) => {
+                return Err(format!("built-in OpenID provider on port {idp_port}: {e}").into());
+            }
         };
         defaults.insert("GENERIC_TEAM_IDS_JWT_FIELD".into(), "groups".into());
         defaults.insert("GENERIC_USER_DISPLAY_NAME_ATTRIBUTE".into(), "name".into());

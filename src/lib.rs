@@ -72,7 +72,7 @@
 //! Replicas behind a load balancer share login state and logouts through Redis
 //! (`cache::RedisVerifierCache`, feature `redis`, also on Redis Cluster) and users through
 //! PostgreSQL (`store::PostgresUserStore`, feature `postgres`). A logout on one instance is
-//! refused by every other within the [revocation](revocation) sync interval (500 ms) plus one
+//! refused by every other within the [`revocation`] sync interval (500 ms) plus one
 //! Redis call, without any network call on the gate's path. `from_env` reads `REDIS_URL` (or
 //! `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`, or `REDIS_CLUSTER_NODES`) and `DATABASE_URL`.
 //!

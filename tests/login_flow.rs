@@ -1204,23 +1204,25 @@ async fn takeover_by_email_is_refused_by_default() {
     seed(&store, root.clone()).await;
     let layer = layer(flow_builder(&idp).user_store(store.clone()));
 
+    // E-mails are unique: the address belongs to the admin, so the login is refused (409), and
+    // is never resolved by handing over the admin's account.
     let mut b = Browser::for_layer(&layer);
-    assert_logged_in(&b.login(&idp, "").await, UI);
-    let id = b.whoami().await;
-    assert_eq!(id["user_id"], "mallory");
-    assert_eq!(id["role"], "internal_user_viewer");
-    let mallory = stored_user(&store, "mallory").await.expect("a new user");
-    assert_eq!(mallory.metadata["sso_subject"], "generic|sub-mallory");
+    let msg = assert_callback_refused(b.login(&idp, "").await, StatusCode::CONFLICT).await;
+    assert_eq!(msg, EMAIL_TAKEN_MSG);
+    assert_eq!(stored_user(&store, "mallory").await, None);
 
     // Off by default even for a verified address.
     idp.select_user("sub-mallory2");
     let mut b = Browser::for_layer(&layer);
-    assert_logged_in(&b.login(&idp, "").await, UI);
-    assert_eq!(b.whoami().await["user_id"], "mallory2");
+    let msg = assert_callback_refused(b.login(&idp, "").await, StatusCode::CONFLICT).await;
+    assert_eq!(msg, EMAIL_TAKEN_MSG);
 
     assert_eq!(stored_user(&store, "root-admin").await, Some(root));
-    assert_eq!(store.user_count(), 3);
+    assert_eq!(store.user_count(), 1);
 }
+
+const EMAIL_TAKEN_MSG: &str =
+    "another account already uses this e-mail address: ask an administrator to link the accounts";
 
 #[tokio::test]
 async fn link_accounts_by_email_needs_a_verified_address_and_an_unbound_record() {
@@ -1251,16 +1253,17 @@ async fn link_accounts_by_email_needs_a_verified_address_and_an_unbound_record()
         )
     };
 
-    // Unverified (false or absent): not linked, a new user.
+    // Unverified (false or absent): not linked; the address is taken, so refused (409).
     for (sub, name) in [("sub-mallory", "mallory"), ("sub-nomark", "nomark")] {
         let store = MemoryUserStore::new();
         seed(&store, root.clone()).await;
         idp.select_user(sub);
         let mut b = Browser::for_layer(&linking(&store));
-        assert_logged_in(&b.login(&idp, "").await, UI);
-        assert_eq!(b.whoami().await["user_id"], name);
+        let msg = assert_callback_refused(b.login(&idp, "").await, StatusCode::CONFLICT).await;
+        assert_eq!(msg, EMAIL_TAKEN_MSG);
+        assert_eq!(stored_user(&store, name).await, None);
         assert_eq!(stored_user(&store, "root-admin").await, Some(root.clone()));
-        assert_eq!(store.user_count(), 2);
+        assert_eq!(store.user_count(), 1);
     }
 
     let store = MemoryUserStore::new();

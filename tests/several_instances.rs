@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use tower::ServiceExt;
 use tower_sso::cache::RedisVerifierCache;
+use tower_sso::claims::ClaimMapping;
 use tower_sso::store::{PostgresUserStore, StoreRequest, StoreResponse, UserRecord};
 use tower_sso::testing::{MockIdp, MockUser};
 use tower_sso::{SsoLayer, SsoLayerBuilder};
@@ -53,7 +54,10 @@ fn instance_from_env(idp: &MockIdp, redis_url: &str, database_url: &str) -> SsoL
     .build()
     .expect("layer from env");
     let backends = layer.backends().to_string();
-    assert!(backends.contains("Redis at redis://127.0.0.1"), "{backends}");
+    assert!(
+        backends.contains("Redis at redis://127.0.0.1"),
+        "{backends}"
+    );
     assert!(backends.contains("PostgreSQL at postgres://"), "{backends}");
     layer
 }
@@ -64,8 +68,12 @@ async fn instance_in_code(idp: &MockIdp, redis_url: &str, database_url: &str) ->
     let store = PostgresUserStore::connect(database_url)
         .await
         .expect("postgres store");
-    flow_builder(idp)
-        .new_team_defaults(Default::default())
+    let claims = ClaimMapping {
+        team_ids_field: Some("groups".to_owned()),
+        ..ClaimMapping::default()
+    };
+    builder()
+        .provider(oidc(idp).claims(claims))
         .verifier_cache(cache.clone())
         .revocation_feed(cache.revocations())
         .user_store(store)
@@ -88,9 +96,12 @@ async fn stored_in(database_url: &str, user_id: &str) -> Option<UserRecord> {
 }
 
 async fn status_with_token(app: &App, token: &str) -> StatusCode {
-    send(app, get("/whoami", &[("authorization", &format!("Bearer {token}"))]))
-        .await
-        .status()
+    send(
+        app,
+        get("/whoami", &[("authorization", &format!("Bearer {token}"))]),
+    )
+    .await
+    .status()
 }
 
 #[tokio::test]
@@ -102,7 +113,10 @@ async fn any_instance_finishes_any_login_and_a_logout_holds_everywhere() {
     let idp = idp().await;
     let a = instance_from_env(&idp, &redis.url, &database_url);
     let b = instance_in_code(&idp, &redis.url, &database_url).await;
-    let (app_a, app_b) = (Upstream::default().behind(&a), Upstream::default().behind(&b));
+    let (app_a, app_b) = (
+        Upstream::default().behind(&a),
+        Upstream::default().behind(&b),
+    );
 
     // Started on A, finished on B (the flow record and its single use live in Redis).
     let mut browser = Browser::new(app_a.clone());
@@ -117,14 +131,19 @@ async fn any_instance_finishes_any_login_and_a_logout_holds_everywhere() {
     let user_id = me["user_id"].as_str().expect("user id").to_owned();
 
     // The user B created is in PostgreSQL, with the IdP's teams, for every instance.
-    let stored = stored_in(&database_url, &user_id).await.expect("stored user");
+    let stored = stored_in(&database_url, &user_id)
+        .await
+        .expect("stored user");
     assert_eq!(stored.teams, ["eng", "ops"]);
 
     // Replaying the callback on A: the flow record was taken once, on B.
-    let replay = send(&app_a, get(&flow.callback_target(), &[(
-        "cookie",
-        &format!("{FLOW_COOKIE}={}", flow.flow_cookie),
-    )]))
+    let replay = send(
+        &app_a,
+        get(
+            &flow.callback_target(),
+            &[("cookie", &format!("{FLOW_COOKIE}={}", flow.flow_cookie))],
+        ),
+    )
     .await;
     assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
 
@@ -133,7 +152,10 @@ async fn any_instance_finishes_any_login_and_a_logout_holds_everywhere() {
     let res = browser.get("/sso/logout").await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let logged_out = Instant::now();
-    assert_eq!(status_with_token(&app_a, &token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status_with_token(&app_a, &token).await,
+        StatusCode::UNAUTHORIZED
+    );
     loop {
         if status_with_token(&app_b, &token).await == StatusCode::UNAUTHORIZED {
             break;
@@ -150,7 +172,10 @@ async fn any_instance_finishes_any_login_and_a_logout_holds_everywhere() {
     let app_c = Upstream::default().behind(&c);
     let started = Instant::now();
     while status_with_token(&app_c, &token).await != StatusCode::UNAUTHORIZED {
-        assert!(started.elapsed() < REVOCATION_BOUND, "C accepts a revoked session");
+        assert!(
+            started.elapsed() < REVOCATION_BOUND,
+            "C accepts a revoked session"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut browser = Browser::new(app_c);
@@ -175,25 +200,38 @@ async fn redis_down_fails_logins_cleanly_keeps_sessions_and_heals() {
     // A login start answers 503 naming the verifier cache, quickly.
     let started = Instant::now();
     let res = send(&app, get("/sso/key/generate", &[])).await;
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body = json_body(res).await;
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("verifier cache"), "{body}");
-    assert!(!message.contains("127.0.0.1"), "no address in the body: {body}");
+    assert!(
+        !message.contains("127.0.0.1"),
+        "no address in the body: {body}"
+    );
     // Sessions keep working: the gate needs no Redis.
     assert_eq!(status_with_token(&app, &token).await, StatusCode::OK);
     // Readiness says what is down.
     let res = send(
         &app,
-        get("/sso/readiness", &[("authorization", &format!("Bearer {token}"))]),
+        get(
+            "/sso/readiness",
+            &[("authorization", &format!("Bearer {token}"))],
+        ),
     )
     .await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body = json_body(res).await;
     assert_eq!(body["verifier_cache"], "unavailable", "{body}");
     assert!(
-        body["message"].as_str().unwrap_or_default().contains("redis"),
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("redis"),
         "{body}"
     );
     // A logout while Redis is down holds here at once, and reaches Redis once it is back.
@@ -203,7 +241,10 @@ async fn redis_down_fails_logins_cleanly_keeps_sessions_and_heals() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(status_with_token(&app, &token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status_with_token(&app, &token).await,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Redis back: logins work again on the same layer, no restart.
     redis.restart();
@@ -214,7 +255,11 @@ async fn redis_down_fails_logins_cleanly_keeps_sessions_and_heals() {
         if res.status() == StatusCode::SEE_OTHER {
             break;
         }
-        assert!(healed.elapsed() < Duration::from_secs(15), "still {}", res.status());
+        assert!(
+            healed.elapsed() < Duration::from_secs(15),
+            "still {}",
+            res.status()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_logged_in(&browser.login(&idp, "").await, UI);
@@ -252,12 +297,22 @@ async fn postgres_down_fails_the_callback_cleanly_writes_nothing_and_heals() {
     let flow = browser.authorize(&idp, "").await;
     let started = Instant::now();
     let res = browser.callback(&flow).await;
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(cookie_value(&res, "token").is_none(), "no session without a user");
+    assert!(
+        cookie_value(&res, "token").is_none(),
+        "no session without a user"
+    );
     let body = json_body(res).await;
     assert!(
-        body["error"]["message"].as_str().unwrap_or_default().contains("user store"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("user store"),
         "{body}"
     );
     // Existing sessions keep working.
@@ -278,9 +333,15 @@ async fn postgres_down_fails_the_callback_cleanly_writes_nothing_and_heals() {
             assert_logged_in(&res, UI);
             break;
         }
-        assert!(healed.elapsed() < Duration::from_secs(15), "still {}", res.status());
+        assert!(
+            healed.elapsed() < Duration::from_secs(15),
+            "still {}",
+            res.status()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let alice = stored_in(&database_url, "alice").await.expect("alice stored");
+    let alice = stored_in(&database_url, "alice")
+        .await
+        .expect("alice stored");
     assert_eq!(alice.teams, ["eng", "ops"]);
 }

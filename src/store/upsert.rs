@@ -39,8 +39,24 @@ pub struct NewTeamDefaults {
 }
 
 fn store_unavailable(step: &'static str, err: StoreError) -> SsoError {
+    if err == StoreError::EmailTaken {
+        return email_taken();
+    }
     tracing::warn!(step, error = %err, "user store failed during SSO login");
     SsoError::unavailable("user store unavailable")
+}
+
+/// 409: the login's e-mail belongs to another stored user (e-mails are unique). Never resolved by
+/// taking that user over; an administrator links the accounts, or, with
+/// [`link_accounts_by_email`](crate::SsoLayerBuilder::link_accounts_by_email), a verified
+/// address finds the stored user in the first place.
+fn email_taken() -> SsoError {
+    tracing::warn!("SSO login refused: its e-mail belongs to another stored user");
+    SsoError::new(
+        http::StatusCode::CONFLICT,
+        "conflict",
+        "another account already uses this e-mail address: ask an administrator to link the accounts",
+    )
 }
 
 /// The metadata key holding the IdP subject a user is bound to: `"<provider name>|<sub>"`.
@@ -702,22 +718,45 @@ mod tests {
 
     #[tokio::test]
     async fn email_is_not_a_key_by_default() {
-        // LiteLLM #36942: same e-mail, another IdP user id -> a new user, never the stored one.
+        // LiteLLM #36942: same e-mail, another IdP user id -> never the stored user. E-mails are
+        // unique, so the login is refused (409) and nothing is written.
         let r = Recorder::default();
         let root = stored("root-admin", "boss@corp.example", UserRole::ProxyAdmin);
         r.seed(root.clone()).await;
+        r.take_writes();
         for (flag, id) in [(Some(true), "m1"), (Some(false), "m2"), (None, "m3")] {
             let user = SsoUser {
                 email_verified: flag,
-                ..verified(id, "boss@corp.example", id)
+                ..verified(id, "BOSS@corp.example", id)
             };
-            let u = try_upsert(&r, &user, false).await.unwrap();
-            assert_eq!(
-                (u.user_id.as_str(), u.role),
-                (id, UserRole::InternalUserViewer)
-            );
+            let err = try_upsert(&r, &user, false).await.unwrap_err();
+            assert_eq!(err.status(), StatusCode::CONFLICT, "{err:?}");
+            assert!(!err.message().contains("boss"), "{}", err.message());
         }
         assert_eq!(r.get("root-admin").await, root);
+        assert_eq!(r.inner.user_count(), 1);
+        // Only the refused inserts reached the store.
+        assert!(
+            r.take_writes()
+                .iter()
+                .all(|w| matches!(w, StoreRequest::InsertUser(_))),
+        );
+    }
+
+    #[tokio::test]
+    async fn changing_to_a_taken_email_is_refused() {
+        let r = Recorder::default();
+        r.seed(stored("a", "a@x.com", UserRole::InternalUser)).await;
+        let b = bound_to(
+            stored("b", "b@x.com", UserRole::InternalUser),
+            "generic|sub-b",
+        );
+        r.seed(b.clone()).await;
+        let err = try_upsert(&r, &verified("b", "A@x.com", "sub-b"), false)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), StatusCode::CONFLICT);
+        assert_eq!(r.get("b").await, b);
     }
 
     #[tokio::test]
@@ -935,9 +974,6 @@ mod tests {
         // TestAddMissingTeamMember (parametrised): existing ["team-1"] + SSO ["team-1","team-2"].
         let r = Recorder::default();
         let s = r.store();
-        let mut existing = stored("u", "u@x.com", UserRole::InternalUser);
-        existing.teams = vec!["team-1".into()];
-        r.seed(existing).await;
         crate::store::find_or_create_team(
             &s,
             TeamRecord {
@@ -950,6 +986,9 @@ mod tests {
         )
         .await
         .unwrap();
+        let mut existing = stored("u", "u@x.com", UserRole::InternalUser);
+        existing.teams = vec!["team-1".into()];
+        r.seed(existing).await;
         r.take_writes();
 
         let mut user = sso("u", "u@x.com", None);
