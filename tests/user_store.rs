@@ -673,3 +673,34 @@ async fn postgres_lazy_store_starts_while_the_server_is_down() {
     let debug = format!("{lazy:?}");
     assert!(!debug.contains("postgres://"), "{debug}");
 }
+
+#[tokio::test]
+async fn postgres_frozen_server_fails_within_the_request_timeout() {
+    let Some((server, url)) = own_server() else {
+        return;
+    };
+    let options = quick_timeouts().request_timeout(Duration::from_millis(800));
+    let store: UserStore = BoxCloneSyncService::new(
+        PostgresUserStore::connect_with(&url, options)
+            .await
+            .unwrap(),
+    );
+    find_or_create(&store, team("t1")).await.unwrap();
+
+    // Connections the pool holds now hang without an answer: only our own bound ends the wait.
+    server.pause();
+    let mut frozen = user("frozen", Some("frozen@x.com"));
+    frozen.teams = vec!["t1".into()];
+    assert_unavailable(&store, StoreRequest::InsertUser(frozen.clone())).await;
+    assert_unavailable(&store, StoreRequest::FindUserById("frozen".into())).await;
+    server.resume();
+
+    // Thawed: the cut-short insert left nothing behind, and the store works again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call(&store, StoreRequest::Ping).await.is_err() {
+        assert!(Instant::now() < deadline, "the store did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(by_id(&store, "frozen").await, None, "nothing half-written");
+    assert_eq!(insert(&store, frozen).await.unwrap().teams, ["t1"]);
+}

@@ -493,3 +493,35 @@ fn debug_never_shows_the_password() {
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("10.1.2.3:6379"), "{shown}");
 }
+
+#[tokio::test]
+async fn a_frozen_redis_never_holds_a_call_past_the_timeout() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let cache = boxed(
+        RedisVerifierCache::from_url(&server.url)
+            .expect("cache")
+            .timeout(Duration::from_millis(500)),
+    );
+    assert_eq!(ok(&cache, put("k", "v", LONG, false), "up").await, STORED);
+
+    server.pause();
+    for req in every_request() {
+        let what = format!("{req:?}");
+        let started = Instant::now();
+        let err = call(&cache, req).await.expect_err(&what);
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1500), "{what} took {took:?}");
+        assert!(err.0.starts_with("redis: "), "{what}: {err}");
+    }
+    server.resume();
+    wait_until_it_answers(&cache).await;
+    // The commands that timed out may still run once Redis thaws (the `Take` and `Delete` above
+    // did): a timed-out take counts as used, and the login that needed it starts again.
+    assert_eq!(
+        ok(&cache, put("k2", "v2", LONG, true), "thawed").await,
+        STORED
+    );
+    assert_eq!(ok(&cache, take("k2"), "thawed").await, value(b"v2"));
+}

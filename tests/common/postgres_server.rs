@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use super::servers::{TempDir, find_binary, free_port, unavailable};
+use super::servers::{self, TempDir, find_binary, free_port, unavailable};
 
 /// A running PostgreSQL server; stopped (`pg_ctl stop -m immediate`) and deleted when dropped.
 pub struct PostgresServer {
@@ -185,8 +185,36 @@ impl PostgresServer {
     }
 }
 
+impl PostgresServer {
+    /// The postmaster's process id (from `postmaster.pid`).
+    fn postmaster_pid(&self) -> u32 {
+        let pidfile = std::fs::read_to_string(self.data_dir().join("postmaster.pid"))
+            .expect("postmaster.pid: is the server running?");
+        pidfile
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("a pid in postmaster.pid")
+    }
+
+    /// Freezes the server and its backends (`SIGSTOP`): connections hang without an answer, as
+    /// with a hung host. [`resume`](PostgresServer::resume) thaws it.
+    pub fn pause(&self) {
+        servers::signal_tree(self.postmaster_pid(), "STOP");
+    }
+
+    /// Thaws a [`pause`](PostgresServer::pause)d server.
+    pub fn resume(&self) {
+        servers::signal_tree(self.postmaster_pid(), "CONT");
+    }
+}
+
 impl Drop for PostgresServer {
     fn drop(&mut self) {
+        // A frozen server could not be stopped.
+        if self.data_dir().join("postmaster.pid").exists() {
+            let _ = std::panic::catch_unwind(|| self.resume());
+        }
         let _ = self
             .command("pg_ctl")
             .arg("-D")

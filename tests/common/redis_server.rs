@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::servers::{TempDir, find_binary, free_port, unavailable};
+use super::servers::{self, TempDir, find_binary, free_port, unavailable};
 
 /// How long a server may take to answer its first PING.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -227,6 +227,20 @@ impl RedisServer {
                 "redis-server did not restart on port {}: {output}",
                 self.port
             );
+        }
+    }
+
+    /// Freezes the server (`SIGSTOP`): connections are accepted by the kernel but nothing is
+    /// answered, as with a hung host. [`resume`](RedisServer::resume) thaws it.
+    pub fn pause(&self) {
+        let child = self.process.child.as_ref().expect("server running");
+        servers::signal_tree(child.id(), "STOP");
+    }
+
+    /// Thaws a [`pause`](RedisServer::pause)d server.
+    pub fn resume(&self) {
+        if let Some(child) = self.process.child.as_ref() {
+            servers::signal_tree(child.id(), "CONT");
         }
     }
 

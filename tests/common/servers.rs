@@ -78,3 +78,18 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Freezes (`"STOP"`) or thaws (`"CONT"`) process `pid` and its direct children: a server that
+/// accepts connections but never answers, as a hung host or a partition that drops packets looks.
+pub fn signal_tree(pid: u32, signal: &str) {
+    let pid = pid.to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-s", signal, &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -s {signal} {pid} failed");
+    // No children is fine (pkill exits 1).
+    let _ = std::process::Command::new("pkill")
+        .args([&format!("-{signal}"), "-P", &pid])
+        .status();
+}

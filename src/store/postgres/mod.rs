@@ -28,6 +28,7 @@ pub struct PostgresOptions {
     max_connections: u32,
     acquire_timeout: Duration,
     statement_timeout: Duration,
+    request_timeout: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -36,12 +37,14 @@ impl Default for PostgresOptions {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
         }
     }
 }
 
 impl PostgresOptions {
-    /// The defaults: 10 connections, 2 s acquire timeout, 5 s statement timeout.
+    /// The defaults: 10 connections, 2 s acquire timeout, 5 s statement timeout, 5 s request
+    /// timeout.
     pub fn new() -> Self {
         Self::default()
     }
@@ -63,6 +66,16 @@ impl PostgresOptions {
     /// whole milliseconds, at least 1). Schema migrations allow themselves 60 s.
     pub fn statement_timeout(mut self, timeout: Duration) -> Self {
         self.statement_timeout = timeout;
+        self
+    }
+
+    /// The bound on one whole request as the caller sees it, measured here rather than by the
+    /// server (default 5 s): a server that stops answering mid-request (frozen, or a network
+    /// partition that drops packets) fails the request after this long instead of holding the
+    /// login until TCP gives up. A transaction cut short is rolled back by PostgreSQL when its
+    /// connection closes.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 }
@@ -113,7 +126,9 @@ impl PostgresOptions {
 /// Requests run on a connection pool ([`PostgresOptions`]: at most 10 connections by default).
 /// Waiting for a connection is bounded by the acquire timeout (2 s by default: with PostgreSQL
 /// down a request fails after about that long) and every statement by a server-side
-/// `statement_timeout` (5 s by default). Failures are [`StoreError::Backend`] errors such as
+/// `statement_timeout` (5 s by default), and each whole request, as the caller sees it, by a
+/// request timeout measured here (5 s by default), so a server that stops answering (frozen, or
+/// behind a partition that drops packets) never holds a login longer. Failures are [`StoreError::Backend`] errors such as
 /// `postgres: unavailable (pool timed out)`: the kind of failure only, never the connection URL,
 /// the password or a stored value. [`Debug`](std::fmt::Debug) shows the host, port and database.
 ///
@@ -247,9 +262,19 @@ impl tower::Service<StoreRequest> for PostgresUserStore {
 
     fn call(&mut self, req: StoreRequest) -> Self::Future {
         let store = self.clone();
+        let bound = self.inner.options.request_timeout;
         Box::pin(async move {
-            let pool = store.ready_pool().await?;
-            requests::handle(&pool, req).await
+            let request = async {
+                let pool = store.ready_pool().await?;
+                requests::handle(&pool, req).await
+            };
+            tokio::time::timeout(bound, request)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Backend(
+                        "postgres: unavailable (request timed out)".to_owned(),
+                    ))
+                })
         })
     }
 }
