@@ -33,7 +33,8 @@
 //! login), `EXPERIMENTAL_UI_LOGIN` and the CLI variables (not built yet).
 //!
 //! Every provider whose client id is set is registered, in the order Google, Microsoft, generic;
-//! the first is the default.
+//! the first is the default, and user ids from the others are prefixed `"<provider name>:"`
+//! (see [`SsoLayerBuilder::provider`]).
 
 mod backends;
 
