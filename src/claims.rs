@@ -20,12 +20,18 @@ use crate::identity::{SsoUser, UserRole};
 
 /// Which claim each [`SsoUser`] field is read from (the `GENERIC_USER_*_ATTRIBUTE` settings).
 ///
-/// Every field is a dot path, see [`claim_at`]. [`Default`] gives the upstream defaults.
+/// Every field is a dot path, see [`claim_at`]. [`Default`] gives the upstream defaults except
+/// two, for safety: the user id is read from `sub` (upstream: `preferred_username`), and no role is
+/// read from a raw claim unless [`role`](Self::role) is set (upstream: `role`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimMapping {
-    /// User id claim (`GENERIC_USER_ID_ATTRIBUTE`, default `preferred_username`).
+    /// User id claim (`GENERIC_USER_ID_ATTRIBUTE`, default `sub`).
     ///
-    /// Note that `preferred_username` is user-editable at some providers; `sub` is the safer choice.
+    /// **Deviation from upstream**, which defaults to `preferred_username`: that claim is
+    /// user-editable at some providers, so a user could rename themselves to another user's id
+    /// (or to `PROXY_ADMIN_ID`). `sub` is assigned by the provider and never changes. Set
+    /// `preferred_username` (`GENERIC_USER_ID_ATTRIBUTE=preferred_username`) to keep upstream's
+    /// ids; only do so where users cannot edit it.
     pub user_id: String,
     /// Display name claim (`GENERIC_USER_DISPLAY_NAME_ATTRIBUTE`, default `sub`).
     pub display_name: String,
@@ -40,14 +46,23 @@ pub struct ClaimMapping {
     /// Provider-name claim (`GENERIC_USER_PROVIDER_ATTRIBUTE`, default `provider`). When the claim
     /// is absent the provider name passed to [`ClaimMapping::map`] is used.
     pub provider: String,
-    /// Role claim (`GENERIC_USER_ROLE_ATTRIBUTE`, default `role`). A string or a list of strings;
-    /// see [`role_from_value`].
-    pub role: String,
+    /// Role claim (`GENERIC_USER_ROLE_ATTRIBUTE`), read only when set: default `None`, no role
+    /// is read from a raw claim. A string or a list of strings; see [`role_from_value`].
+    ///
+    /// **Deviation from upstream**, which reads a claim named `role` by default. Setting this
+    /// trusts that claim completely: anyone who can edit it at the identity provider picks their
+    /// own role, `proxy_admin` included. Set it only when the claim is under the administrators'
+    /// control (not a profile attribute users can change), or use
+    /// [`role_mappings`](Self::role_mappings). Ignored when role mappings are configured (they are
+    /// then the only source of a role), and only generic providers may set it: Google never reads
+    /// a role claim, Microsoft reads only the app roles of its id_token.
+    pub role: Option<String>,
     /// Extra claims copied into [`SsoUser::extra`] (`GENERIC_USER_EXTRA_ATTRIBUTES`), keyed by the
     /// path exactly as written here; a missing claim becomes `null`.
     pub extra: Vec<String>,
-    /// Group-to-role mappings (`GENERIC_ROLE_MAPPINGS_*`). When set, they decide the role before
-    /// the role claim is consulted.
+    /// Group-to-role mappings (`GENERIC_ROLE_MAPPINGS_*`). When set, they are the only source of
+    /// a role from the identity provider: no group matches and no default role means no role
+    /// (the stored one is kept), never a fallback to [`role`](Self::role).
     pub role_mappings: Option<RoleMappings>,
     /// The claim holding the user's team ids (`team_ids_jwt_field`), parsed with
     /// [`groups_from_value`]. `None`: no teams are read.
@@ -57,13 +72,13 @@ pub struct ClaimMapping {
 impl Default for ClaimMapping {
     fn default() -> Self {
         Self {
-            user_id: "preferred_username".to_owned(),
+            user_id: "sub".to_owned(),
             display_name: "sub".to_owned(),
             email: "email".to_owned(),
             first_name: "first_name".to_owned(),
             last_name: "last_name".to_owned(),
             provider: "provider".to_owned(),
-            role: "role".to_owned(),
+            role: None,
             extra: Vec::new(),
             role_mappings: None,
             team_ids_field: None,
@@ -241,20 +256,21 @@ impl ClaimMapping {
     ///   lower-cased, ASCII letters only (Unicode case folding would turn U+212A KELVIN SIGN
     ///   into `k` and make two addresses one).
     /// - `email_verified`: the `email_verified` claim ([`email_verified_from_value`]), when there
-    ///   is an e-mail and it is read from the `email` claim; else `None`.
+    ///   is an e-mail and it is read from the `email` claim; else `None`. An e-mail the IdP marks
+    ///   unverified (`email_verified` is `false`) is dropped: `email` is `None` and
+    ///   `email_verified` `Some(false)`, so the address is never stored, put in the session, sent
+    ///   upstream or matched against the allowed domains. An absent `email_verified` keeps the
+    ///   e-mail (many IdPs, Entra ID for one, never send it).
     /// - `provider`: the provider claim if present, else the `provider` argument.
-    /// - `role`: with [`ClaimMapping::role_mappings`], the groups decide
-    ///   ([`RoleMappings::role_for_claims`], which falls back to the default role); when that
-    ///   yields nothing, the role claim ([`role_from_value`]).
+    /// - `role`: with [`ClaimMapping::role_mappings`], only the groups decide
+    ///   ([`RoleMappings::role_for_claims`], which falls back to the default role); without
+    ///   mappings, the role claim ([`role_from_value`]) when [`ClaimMapping::role`] is set; else
+    ///   `None`.
     /// - `team_ids`: [`groups_from_value`] of [`ClaimMapping::team_ids_field`].
     /// - `extra`: every configured path, keyed as written, `null` when missing.
     /// - `subject`: the `sub` claim, when it is a string.
     pub fn map(&self, claims: &Map<String, Value>, provider: &str) -> SsoUser {
-        let role = self
-            .role_mappings
-            .as_ref()
-            .and_then(|rm| rm.role_for_claims(claims))
-            .or_else(|| claim_at(claims, &self.role).and_then(role_from_value));
+        let role = self.role_from(claims);
         let team_ids = self
             .team_ids_field
             .as_deref()
@@ -271,7 +287,7 @@ impl ClaimMapping {
                 )
             })
             .collect();
-        let email = scalar_field(claims, &self.email).map(|e| e.to_ascii_lowercase());
+        let mut email = scalar_field(claims, &self.email).map(|e| e.to_ascii_lowercase());
         let email_verified = if email.is_some() && self.email == "email" {
             claims
                 .get("email_verified")
@@ -279,6 +295,10 @@ impl ClaimMapping {
         } else {
             None
         };
+        if email_verified == Some(false) {
+            // The IdP says it does not vouch for this address: it identifies no one.
+            email = None;
+        }
         SsoUser {
             id: scalar_field(claims, &self.user_id),
             email,
@@ -294,11 +314,23 @@ impl ClaimMapping {
         }
     }
 
+    /// The role from `claims` by the rules of [`ClaimMapping::map`]: the role mappings when
+    /// configured (and only they), else the configured role claim, else `None`.
+    pub fn role_from(&self, claims: &Map<String, Value>) -> Option<UserRole> {
+        match (&self.role_mappings, self.role.as_deref()) {
+            (Some(rm), _) => rm.role_for_claims(claims),
+            (None, Some(path)) => claim_at(claims, path).and_then(role_from_value),
+            (None, None) => None,
+        }
+    }
+
     /// Fills the role and team ids from a JWT access token, for providers (Keycloak) that put
     /// them only there (upstream `process_sso_jwt_access_token`).
     ///
-    /// Only empty fields are filled: the role only when `user.role` is `None` (role mappings
-    /// first, then the role claim), the team ids only when `user.team_ids` is empty (from
+    /// Only empty fields are filled: the role only when `user.role` is `None`, by the same rules
+    /// as [`ClaimMapping::map`] (the role mappings when configured, and only they; else the role
+    /// claim only when [`ClaimMapping::role`] is set; upstream also falls back to a claim named
+    /// `role`), the team ids only when `user.team_ids` is empty (from
     /// [`ClaimMapping::team_ids_field`]). A token that is not a JWT (an opaque token), or one
     /// larger than 64 KiB, is skipped silently.
     ///
@@ -326,14 +358,39 @@ impl ClaimMapping {
                 .unwrap_or_default();
         }
         if user.role.is_none() {
-            let from_groups = self
-                .role_mappings
-                .as_ref()
-                .filter(|rm| !rm.roles.is_empty())
-                .and_then(|rm| rm.role_for_claims(&payload));
-            user.role =
-                from_groups.or_else(|| claim_at(&payload, &self.role).and_then(role_from_value));
+            user.role = self.role_from(&payload);
         }
+    }
+}
+
+/// The role of a Microsoft Entra ID login, from its id_token claims (upstream
+/// `MicrosoftSSOHandler.get_app_roles_from_id_token`): the `app_roles` claim when it is present
+/// and non-empty, else `roles`. Anything but a list of strings gives `None`; otherwise the first
+/// value that is a valid role ([`UserRole::from_str`], case-insensitive) is the role.
+///
+/// Pass the id_token's claims only: app roles are assigned by the tenant's administrators, and
+/// the id_token is what the login verified (the Graph profile is not consulted for roles).
+pub fn microsoft_app_role(id_token_claims: &Map<String, Value>) -> Option<UserRole> {
+    let non_empty = |v: &&Value| !matches!(v, Value::Null | Value::Bool(false)) && !is_empty(v);
+    let roles = id_token_claims
+        .get("app_roles")
+        .filter(non_empty)
+        .or_else(|| id_token_claims.get("roles"))?;
+    let Value::Array(items) = roles else {
+        return None;
+    };
+    let names: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+    names?.into_iter().find_map(|s| UserRole::from_str(s).ok())
+}
+
+/// An empty string, list or object (falsy in Python, as upstream's `or` sees them).
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        _ => false,
     }
 }
 
@@ -678,8 +735,10 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_upstream_generic_defaults() {
+    fn defaults_are_upstream_generic_defaults_but_id_and_role() {
         let m = ClaimMapping::default();
+        // Deviations: the id is the non-editable `sub` (upstream `preferred_username`), and no
+        // raw role claim is read (upstream `role`).
         assert_eq!(
             (
                 m.user_id.as_str(),
@@ -687,11 +746,11 @@ mod tests {
                 m.email.as_str(),
                 m.first_name.as_str()
             ),
-            ("preferred_username", "sub", "email", "first_name")
+            ("sub", "sub", "email", "first_name")
         );
         assert_eq!(
-            (m.last_name.as_str(), m.provider.as_str(), m.role.as_str()),
-            ("last_name", "provider", "role")
+            (m.last_name.as_str(), m.provider.as_str(), m.role.as_deref()),
+            ("last_name", "provider", None)
         );
         assert!(m.extra.is_empty() && m.role_mappings.is_none() && m.team_ids_field.is_none());
     }
@@ -704,7 +763,16 @@ mod tests {
         }));
         let u = ClaimMapping::default().map(&claims, "generic");
         assert_eq!(u.email.as_deref(), Some("test.user@example.com"));
-        assert_eq!(u.id.as_deref(), Some("user123"));
+        // The id is the subject, never the editable user name.
+        assert_eq!(u.id.as_deref(), Some("Test User"));
+        let upstream_ids = ClaimMapping {
+            user_id: "preferred_username".into(),
+            ..ClaimMapping::default()
+        };
+        assert_eq!(
+            upstream_ids.map(&claims, "generic").id.as_deref(),
+            Some("user123")
+        );
         assert_eq!(u.display_name.as_deref(), Some("Test User"));
         assert_eq!(u.subject.as_deref(), Some("Test User"));
         assert_eq!(u.provider.as_deref(), Some("generic"));
@@ -742,7 +810,11 @@ mod tests {
             json!({"preferred_username": 42, "first_name": true, "last_name": {"a": 1},
                                 "sub": ["x"], "email": "", "provider": "okta"}),
         );
-        let u = ClaimMapping::default().map(&claims, "generic");
+        let m = ClaimMapping {
+            user_id: "preferred_username".into(),
+            ..ClaimMapping::default()
+        };
+        let u = m.map(&claims, "generic");
         assert_eq!(u.id.as_deref(), Some("42"));
         assert_eq!(u.first_name.as_deref(), Some("true"));
         assert_eq!(u.last_name, None);
@@ -780,8 +852,20 @@ mod tests {
     }
 
     #[test]
-    fn role_attribute() {
-        let m = ClaimMapping::default();
+    fn role_claim_is_read_only_when_configured() {
+        // By default a `role` claim (a profile attribute at some IdPs) grants nothing.
+        let u = ClaimMapping::default().map(&obj(json!({"role": "proxy_admin"})), "generic");
+        assert_eq!(u.role, None);
+        let u = ClaimMapping::default().map(
+            &obj(json!({"role": ["proxy_admin"], "roles": "proxy_admin"})),
+            "generic",
+        );
+        assert_eq!(u.role, None);
+
+        let m = ClaimMapping {
+            role: Some("role".into()),
+            ..ClaimMapping::default()
+        };
         let u = m.map(&obj(json!({"role": "proxy_admin"})), "generic");
         assert_eq!(u.role, Some(UserRole::ProxyAdmin));
         let u = m.map(&obj(json!({"role": "invalid_role_value"})), "generic");
@@ -921,9 +1005,10 @@ mod tests {
     }
 
     #[test]
-    fn map_uses_role_mappings_then_role_claim() {
+    fn role_mappings_are_the_only_role_source_when_configured() {
         let m = ClaimMapping {
             role_mappings: Some(upstream_mappings()),
+            role: Some("role".into()),
             ..ClaimMapping::default()
         };
         let u = m.map(
@@ -936,19 +1021,22 @@ mod tests {
         // Missing group claim: the default role, not the role claim.
         let u = m.map(&obj(json!({"role": "proxy_admin"})), "generic");
         assert_eq!(u.role, Some(UserRole::InternalUserViewer));
-        // Unmatched and no default: fall back to the role claim.
+        // Unmatched and no default: no role, never the role claim (even when one is configured).
         let m = ClaimMapping {
             role_mappings: Some(RoleMappings {
                 default_role: None,
                 ..upstream_mappings()
             }),
+            role: Some("role".into()),
             ..ClaimMapping::default()
         };
         let u = m.map(
-            &obj(json!({"groups": ["nobody"], "role": "internal_user"})),
+            &obj(json!({"groups": ["nobody"], "role": "proxy_admin"})),
             "generic",
         );
-        assert_eq!(u.role, Some(UserRole::InternalUser));
+        assert_eq!(u.role, None);
+        let u = m.map(&obj(json!({"role": "proxy_admin"})), "generic");
+        assert_eq!(u.role, None);
     }
 
     #[test]
@@ -977,8 +1065,17 @@ mod tests {
         );
         let mut u = SsoUser::default();
         m.apply_access_token(&mut u, &token);
-        assert_eq!(u.role, Some(UserRole::ProxyAdmin));
+        // No role claim configured: the token's `role` grants nothing (upstream reads it).
+        assert_eq!(u.role, None);
         assert_eq!(u.team_ids, groups(&["team_alpha", "team_beta"]));
+        // Configured explicitly: read.
+        let m = ClaimMapping {
+            role: Some("role".into()),
+            ..m
+        };
+        let mut u = SsoUser::default();
+        m.apply_access_token(&mut u, &token);
+        assert_eq!(u.role, Some(UserRole::ProxyAdmin));
     }
 
     #[test]
@@ -995,7 +1092,7 @@ mod tests {
     #[test]
     fn access_token_existing_values_not_overridden() {
         let m = ClaimMapping {
-            role: "litellm_role".into(),
+            role: Some("litellm_role".into()),
             team_ids_field: Some("groups".into()),
             ..ClaimMapping::default()
         };
@@ -1017,7 +1114,7 @@ mod tests {
     #[test]
     fn access_token_nested_role_path() {
         let m = ClaimMapping {
-            role: "resource_access.my-client.roles".into(),
+            role: Some("resource_access.my-client.roles".into()),
             ..ClaimMapping::default()
         };
         let token = jwt(json!({"resource_access": {"my-client": {"roles": ["proxy_admin"]}}}));
@@ -1052,6 +1149,21 @@ mod tests {
             Some(UserRole::InternalUser),
             "no groups: the default role"
         );
+        // Mappings without a default: no match is no role, never the token's role claim.
+        let m = ClaimMapping {
+            role_mappings: Some(RoleMappings {
+                default_role: None,
+                ..m.role_mappings.clone().unwrap()
+            }),
+            role: Some("role".into()),
+            ..m
+        };
+        let mut u = SsoUser::default();
+        m.apply_access_token(
+            &mut u,
+            &jwt(json!({"groups": ["nobody"], "role": "proxy_admin"})),
+        );
+        assert_eq!(u.role, None);
     }
 
     #[test]
@@ -1081,6 +1193,10 @@ mod tests {
             assert_eq!(u, SsoUser::default(), "{token}");
         }
         // An unsigned JWT with an empty signature segment is still a JWT.
+        let m = ClaimMapping {
+            role: Some("role".into()),
+            ..m
+        };
         let mut u = SsoUser::default();
         m.apply_access_token(
             &mut u,
@@ -1162,6 +1278,9 @@ mod tests {
                 "generic",
             );
             assert_eq!(u.email_verified, expected, "{value}");
+            // An address the IdP marks unverified is dropped; any other answer keeps it.
+            let kept = (expected != Some(false)).then_some("a@x.com");
+            assert_eq!(u.email.as_deref(), kept, "{value}");
         }
         assert_eq!(
             m.map(&obj(json!({"email": "a@x.com"})), "generic")
@@ -1197,6 +1316,57 @@ mod tests {
         );
         assert_eq!(u.email.as_deref(), Some("admin@\u{212A}orp.example"));
         assert_ne!(u.email.as_deref(), Some("admin@korp.example"));
+    }
+
+    #[test]
+    fn unverified_email_is_dropped_at_mapping_time() {
+        let u = ClaimMapping::default().map(
+            &obj(json!({"sub": "s", "email": "Boss@Corp.example", "email_verified": false})),
+            "generic",
+        );
+        assert_eq!((u.email.as_deref(), u.email_verified), (None, Some(false)));
+        // So it can serve as neither the id nor a link.
+        assert_eq!(fallback_user_id(&u).as_deref(), Some("s"));
+        let u = ClaimMapping::default().map(
+            &obj(json!({"sub": "s", "email": "Boss@Corp.example"})),
+            "generic",
+        );
+        assert_eq!(
+            (u.email.as_deref(), u.email_verified),
+            (Some("boss@corp.example"), None)
+        );
+    }
+
+    #[test]
+    fn microsoft_app_roles_from_the_id_token() {
+        let role = |v: Value| microsoft_app_role(&obj(v));
+        assert_eq!(
+            role(json!({"roles": ["not_a_role", "Proxy_Admin_Viewer", "proxy_admin"]})),
+            Some(UserRole::ProxyAdminViewer)
+        );
+        // `app_roles` wins over `roles` ...
+        assert_eq!(
+            role(json!({"app_roles": ["internal_user"], "roles": ["proxy_admin"]})),
+            Some(UserRole::InternalUser)
+        );
+        // ... unless empty (upstream: `app_roles or roles`).
+        assert_eq!(
+            role(json!({"app_roles": [], "roles": ["proxy_admin"]})),
+            Some(UserRole::ProxyAdmin)
+        );
+        // Anything but a list of strings: no role.
+        for bad in [
+            json!({"roles": "proxy_admin"}),
+            json!({"roles": {"proxy_admin": true}}),
+            json!({"roles": ["proxy_admin", 1]}),
+            json!({"app_roles": "proxy_admin", "roles": ["internal_user"]}),
+            json!({"roles": ["junk"]}),
+            json!({"roles": []}),
+            json!({"role": "proxy_admin", "wids": ["proxy_admin"]}),
+            json!({}),
+        ] {
+            assert_eq!(role(bad.clone()), None, "{bad}");
+        }
     }
 
     #[test]

@@ -113,14 +113,19 @@ impl FromStr for UserRole {
 /// the access policy and the user store have had their say.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SsoUser {
-    /// The user id claim (`GENERIC_USER_ID_ATTRIBUTE`, default `preferred_username`).
+    /// The user id claim (`GENERIC_USER_ID_ATTRIBUTE`, default `sub`; upstream
+    /// `preferred_username`).
     pub id: Option<String>,
-    /// The e-mail, lower-cased (ASCII letters only: no Unicode case folding).
+    /// The e-mail, lower-cased (ASCII letters only: no Unicode case folding). `None` when the IdP
+    /// sent none, or sent one it marks unverified (`email_verified` is `false`): such an address
+    /// is dropped at claim mapping and never stored, put in the session or sent upstream.
     pub email: Option<String>,
     /// Whether the IdP vouches for the e-mail (the `email_verified` claim: `true`/`false`, or
     /// the strings `"true"`/`"false"`). `None` when the IdP did not say (Entra ID / Graph never
-    /// does), when it said something else, or when there is no e-mail. Only `Some(true)` lets
-    /// the e-mail link a login to a stored user or serve as the user id.
+    /// does: such an e-mail is accepted), when it said something else, or when there is no
+    /// e-mail. `Some(false)` comes with `email: None` (the address was dropped). Only
+    /// `Some(true)` lets the e-mail link a login to a stored user, claim an unbound stored user,
+    /// or serve as the user id.
     pub email_verified: Option<bool>,
     /// Given name.
     pub first_name: Option<String>,

@@ -358,6 +358,11 @@ impl SsoLayerBuilder {
 
     /// Adds an identity provider. The first one added is the default; others are chosen per login
     /// with `?provider=NAME`.
+    ///
+    /// User ids are namespaced per provider: the first provider's ids are used as they are (so a
+    /// one-provider setup is unchanged), every other provider's are `"<provider name>:<id>"`, so
+    /// that the same id at two providers is never one user (nor `PROXY_ADMIN_ID`, which must
+    /// carry the prefix for a user of another provider). Reordering providers changes the ids.
     pub fn provider(mut self, provider: Provider) -> Self {
         self.providers.push(provider);
         self

@@ -1,6 +1,10 @@
 //! Who may log in and who may use the UI: allowed e-mail domains, the UI access mode
 //! (`admin_only`, `restricted_sso_group`) and the `PROXY_ADMIN_ID` promotion.
 //!
+//! The e-mail the checks see is the one claim mapping kept: an address the IdP marks
+//! unverified is dropped there ([`crate::claims::ClaimMapping::map`]), so with allowed domains
+//! such a login is refused as one without an e-mail.
+//!
 //! The order of the checks follows upstream: [`AccessPolicy::check_login`] runs on the mapped
 //! [`SsoUser`] before any user record is created or updated; [`AccessPolicy::effective_role`] and
 //! [`AccessPolicy::check_ui_access`] run on the final role. Unlike upstream, `check_ui_access`
@@ -127,7 +131,11 @@ pub struct AccessPolicy {
     pub allowed_email_domains: Vec<String>,
     /// Who may use the UI.
     pub ui_access_mode: UiAccessMode,
-    /// This user id is always promoted to `proxy_admin` ([`AccessPolicy::effective_role`]).
+    /// This user id is promoted to `proxy_admin` at login (in the store and the session), but
+    /// only once the stored user is bound to the login's IdP subject: an unbound stored user
+    /// with this id is not handed to whichever login first presents the id (see the README's
+    /// security notes). With several providers, ids from all but the first are
+    /// `"<provider name>:<id>"`.
     pub proxy_admin_id: Option<String>,
 }
 
@@ -214,7 +222,9 @@ impl AccessPolicy {
     }
 
     /// The role after the `PROXY_ADMIN_ID` promotion: `proxy_admin` when `user_id` equals the
-    /// configured id exactly (case-sensitive, non-empty), else `role` unchanged.
+    /// configured id exactly (case-sensitive, non-empty), else `role` unchanged. It does not
+    /// know whether the user is bound to the login's subject: callers apply it only to a user
+    /// that is (the login flow does).
     pub fn effective_role(&self, user_id: &str, role: UserRole) -> UserRole {
         match self.proxy_admin_id.as_deref() {
             Some(admin) if !admin.is_empty() && admin == user_id => UserRole::ProxyAdmin,

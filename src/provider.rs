@@ -114,7 +114,9 @@ impl Provider {
         )
     }
 
-    /// Google (discovery from `https://accounts.google.com`), with Google's claim names.
+    /// Google (discovery from `https://accounts.google.com`), with Google's claim names. The user
+    /// id is `sub`. No role is ever read from a Google claim (users get the stored role, else
+    /// the new-user default); [`ClaimMapping::role`] must stay `None`, role mappings may be set.
     pub fn google(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
         let mut p = Self::base(
             "google",
@@ -136,6 +138,12 @@ impl Provider {
 
     /// Microsoft Entra ID for `tenant` (`common` when `None`), with LiteLLM's endpoints and Graph
     /// claim names (`MICROSOFT_USER_*_ATTRIBUTE` defaults). The profile comes from Graph `/me`.
+    ///
+    /// The role comes only from the app roles in the id_token
+    /// ([`microsoft_app_role`](crate::claims::microsoft_app_role): `app_roles`, else `roles`), as
+    /// upstream, never from the Graph profile or another claim; [`ClaimMapping::role`] must stay
+    /// `None`. With [`ClaimMapping::role_mappings`] set, the mappings decide instead, over the
+    /// id_token's claims.
     pub fn microsoft(
         client_id: impl Into<String>,
         client_secret: impl Into<String>,
@@ -275,6 +283,12 @@ impl Provider {
             );
         }
         let who = format!("provider {:?}", self.name);
+        if self.kind != ProviderKind::Generic && self.claims.role.is_some() {
+            p.add(
+                &who,
+                "a role claim (ClaimMapping::role) is read only for generic providers: Google grants no role, Microsoft only its id_token's app roles; use role mappings",
+            );
+        }
         if self.name.is_empty()
             || !self
                 .name
@@ -356,6 +370,29 @@ fn is_guid(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn google_and_microsoft_read_no_raw_role_claim() {
+        let google = Provider::google("id", "secret");
+        let microsoft = Provider::microsoft("id", "secret", None);
+        for p in [&google, &microsoft] {
+            assert_eq!(p.claims.role, None, "{}", p.name);
+        }
+        assert_eq!(google.claims.user_id, "sub");
+        // Setting one is a configuration error, not a silent trust.
+        for p in [google, microsoft] {
+            let p = p.claims(ClaimMapping {
+                role: Some("role".into()),
+                ..ClaimMapping::default()
+            });
+            let mut problems = Problems::default();
+            p.validate(&mut problems);
+            assert!(
+                format!("{problems:?}").contains("role claim"),
+                "{problems:?}"
+            );
+        }
+    }
 
     #[test]
     fn microsoft_tenant_id_pins_issuer_and_keys() {

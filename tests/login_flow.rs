@@ -78,13 +78,13 @@ async fn happy_path_issues_a_session_that_opens_protected_paths_and_stores_the_u
     assert_eq!(b.cookie("token"), Some(token.as_str()));
 
     let id = b.whoami().await;
-    assert_eq!(id["user_id"], "carol");
+    assert_eq!(id["user_id"], "sub-8f2c");
     assert_eq!(id["email"], "carol.jones@example.com");
     assert_eq!(id["display_name"], "sub-8f2c"); // upstream default: display name from `sub`
     assert_eq!(id["role"], "internal_user_viewer");
     assert_eq!(id["provider"], "generic");
 
-    let user = stored_user(&store, "carol").await.expect("user stored");
+    let user = stored_user(&store, "sub-8f2c").await.expect("user stored");
     assert_eq!(user.email.as_deref(), Some("carol.jones@example.com"));
     assert_eq!(user.role, UserRole::InternalUserViewer);
     assert_eq!(user.metadata["auth_provider"], "generic");
@@ -544,7 +544,7 @@ async fn userinfo_error_falls_back_to_the_id_token_claims() {
     assert_logged_in(&b.login(&idp, "").await, UI);
     assert_eq!(idp.count("/userinfo"), 1);
     let id = b.whoami().await;
-    assert_eq!(id["user_id"], "carol");
+    assert_eq!(id["user_id"], "sub-8f2c");
     assert_eq!(id["email"], "carol.jones@example.com");
 }
 
@@ -556,7 +556,7 @@ async fn empty_userinfo_falls_back_to_the_id_token_claims() {
     assert_logged_in(&b.login(&idp, "").await, UI);
     assert_eq!(idp.count("/userinfo"), 1);
     let id = b.whoami().await;
-    assert_eq!(id["user_id"], "carol");
+    assert_eq!(id["user_id"], "sub-8f2c");
     assert_eq!(id["email"], "carol.jones@example.com");
 }
 
@@ -567,7 +567,7 @@ async fn without_an_id_token_the_identity_comes_from_userinfo() {
     // Without an id_token the identity must come from userinfo alone.
     idp.set_misbehaviour(Misbehaviour::NoIdToken);
     assert_logged_in(&b.login(&idp, "").await, UI);
-    assert_eq!(b.whoami().await["user_id"], "carol");
+    assert_eq!(b.whoami().await["user_id"], "sub-8f2c");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -832,6 +832,147 @@ async fn keycloak_roles_and_teams_from_the_access_token() {
 }
 
 #[tokio::test]
+async fn a_role_claim_grants_nothing_unless_configured_and_the_stored_role_is_kept() {
+    // Some IdPs let users edit profile attributes: a self-set `role` must not make an admin.
+    let idp = MockIdp::builder()
+        .access_token_jwt(true)
+        .user(
+            MockUser::alice()
+                .claim("role", "proxy_admin")
+                .claim("groups", json!(["devs"]))
+                .access_token_claim("role", "proxy_admin"),
+        )
+        .start()
+        .await
+        .unwrap();
+    let store = MemoryUserStore::new();
+    let mut admin_set = seeded("alice", "alice@example.com", UserRole::InternalUser);
+    admin_set
+        .metadata
+        .insert("sso_subject".into(), json!("generic|alice"));
+    seed(&store, admin_set.clone()).await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp).user_store(store.clone())));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    // Neither the userinfo/id_token claim nor the access token's: the admin's choice stays.
+    assert_eq!(b.whoami().await["role"], "internal_user");
+    assert_eq!(stored_user(&store, "alice").await, Some(admin_set));
+
+    // Role mappings are then the only source, without falling back to the claim ...
+    let mappings = |default_role| ClaimMapping {
+        role: Some("role".into()),
+        role_mappings: Some(RoleMappings {
+            group_claim: "groups".into(),
+            default_role,
+            roles: BTreeMap::from([(UserRole::ProxyAdminViewer, vec!["devs".to_owned()])]),
+        }),
+        ..ClaimMapping::default()
+    };
+    let mut b = Browser::for_layer(&layer(
+        builder()
+            .provider(oidc(&idp).claims(mappings(None)))
+            .user_store(store.clone()),
+    ));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    // ... and a role they give keeps syncing to the store at each login.
+    assert_eq!(b.whoami().await["role"], "proxy_admin_viewer");
+    assert_eq!(
+        stored_user(&store, "alice").await.unwrap().role,
+        UserRole::ProxyAdminViewer
+    );
+    idp.add_user(
+        MockUser::alice()
+            .claim("role", "proxy_admin")
+            .claim("groups", json!(["x"])),
+    );
+    let mut b = Browser::for_layer(&layer(
+        builder()
+            .provider(oidc(&idp).claims(mappings(None)))
+            .user_store(store.clone()),
+    ));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(
+        b.whoami().await["role"],
+        "proxy_admin_viewer",
+        "no match: kept"
+    );
+
+    // An explicitly configured claim is trusted (the operator's deliberate choice).
+    let explicit = ClaimMapping {
+        role: Some("role".into()),
+        ..ClaimMapping::default()
+    };
+    let mut b = Browser::for_layer(&layer(
+        builder()
+            .provider(oidc(&idp).claims(explicit))
+            .user_store(store.clone()),
+    ));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(b.whoami().await["role"], "proxy_admin");
+    assert_eq!(
+        stored_user(&store, "alice").await.unwrap().role,
+        UserRole::ProxyAdmin
+    );
+}
+
+#[tokio::test]
+async fn google_never_reads_a_role_claim() {
+    let idp = idp_with(
+        MockUser::new("goog-1")
+            .claim("email", "g@example.com")
+            .claim("email_verified", true)
+            .claim("role", "proxy_admin")
+            .claim("roles", json!(["proxy_admin"])),
+    )
+    .await;
+    let google = tower_sso::provider::Provider::google(idp.client_id(), idp.client_secret())
+        .issuer(idp.issuer());
+    let mut b = Browser::for_layer(&layer(builder().provider(google)));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let id = b.whoami().await;
+    assert_eq!(id["user_id"], "goog-1");
+    assert_eq!(id["role"], "internal_user_viewer");
+}
+
+#[tokio::test]
+async fn unverified_email_is_neither_stored_nor_in_the_session_nor_sent_upstream() {
+    let idp = MockIdp::builder()
+        .user(idp_user("sub-u", "u", "Boss@Corp.example", Some(false)))
+        .user(idp_user("sub-v", "v", "V@Example.com", None))
+        .start()
+        .await
+        .unwrap();
+    let store = MemoryUserStore::new();
+    let layer = layer(
+        flow_builder(&idp)
+            .identity_headers(true)
+            .user_store(store.clone()),
+    );
+    let mut b = Browser::for_layer(&layer);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let seen = json_body(b.get("/whoami").await).await;
+    assert_eq!(seen["identity"]["user_id"], "sub-u");
+    assert_eq!(seen["identity"]["email"], serde_json::Value::Null, "{seen}");
+    assert!(
+        !seen.to_string().to_ascii_lowercase().contains("boss@corp"),
+        "{seen}"
+    );
+    assert_eq!(stored_user(&store, "sub-u").await.unwrap().email, None);
+
+    // Absent `email_verified` (Entra ID never sends it): kept everywhere.
+    idp.select_user("sub-v");
+    let mut b = Browser::for_layer(&layer);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let seen = json_body(b.get("/whoami").await).await;
+    assert_eq!(seen["identity"]["email"], "v@example.com");
+    let forwarded = seen["forwarded"].to_string();
+    assert!(forwarded.contains("v@example.com"), "{seen}");
+    assert_eq!(
+        stored_user(&store, "sub-v").await.unwrap().email.as_deref(),
+        Some("v@example.com")
+    );
+}
+
+#[tokio::test]
 async fn pkce_is_sent_by_default_and_verified_at_the_token_endpoint() {
     let idp = idp().await;
     let (http, seen) = recording_client(&HttpClientConfig::default());
@@ -931,7 +1072,7 @@ async fn from_env_vars_logs_in() {
     let mut b = Browser::for_layer(&layer);
     assert_logged_in(&b.login(&idp, "").await, UI);
     let id = b.whoami().await;
-    assert_eq!(id["user_id"], "carol");
+    assert_eq!(id["user_id"], "sub-8f2c");
     assert_eq!(id["provider"], "generic");
     // The id_token was verified with keys found by discovery.
     assert_eq!(idp.count("/jwks"), 1);
@@ -981,6 +1122,38 @@ async fn microsoft_profile_without_upn_falls_back_to_mail() {
     let mut b = Browser::for_layer(&layer);
     assert_logged_in(&b.login(&idp, "").await, UI);
     assert_eq!(b.whoami().await["email"], "microsoft_user@example.com");
+}
+
+#[tokio::test]
+async fn microsoft_role_comes_from_the_id_token_app_roles_only() {
+    let user = MockUser::new("aad-subject")
+        .claim("id", "msft789")
+        .claim("userPrincipalName", "m@example.com")
+        .claim("role", "proxy_admin");
+    // App roles in the id_token: the first valid one.
+    let idp = idp_with(user.clone().claim(
+        "roles",
+        json!(["Reader", "proxy_admin_viewer", "proxy_admin"]),
+    ))
+    .await;
+    let mut b = Browser::for_layer(&layer(builder().provider(microsoft_at(&idp))));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(b.whoami().await["role"], "proxy_admin_viewer");
+
+    // A `role` claim grants nothing.
+    let idp = idp_with(user.clone()).await;
+    let mut b = Browser::for_layer(&layer(builder().provider(microsoft_at(&idp))));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(b.whoami().await["role"], "internal_user_viewer");
+
+    // Roles in the Graph profile but no id_token: no role.
+    let idp = idp_with(user.claim("roles", json!(["proxy_admin"]))).await;
+    idp.set_misbehaviour(Misbehaviour::NoIdToken);
+    let mut b = Browser::for_layer(&layer(builder().provider(microsoft_at(&idp))));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let id = b.whoami().await;
+    assert_eq!(id["user_id"], "msft789");
+    assert_eq!(id["role"], "internal_user_viewer");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1204,21 +1377,27 @@ async fn takeover_by_email_is_refused_by_default() {
     seed(&store, root.clone()).await;
     let layer = layer(flow_builder(&idp).user_store(store.clone()));
 
-    // E-mails are unique: the address belongs to the admin, so the login is refused (409), and
-    // is never resolved by handing over the admin's account.
+    // An address the IdP marks unverified is dropped: mallory logs in as herself, without it,
+    // and never as the admin.
     let mut b = Browser::for_layer(&layer);
-    let msg = assert_callback_refused(b.login(&idp, "").await, StatusCode::CONFLICT).await;
-    assert_eq!(msg, EMAIL_TAKEN_MSG);
-    assert_eq!(stored_user(&store, "mallory").await, None);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let id = b.whoami().await;
+    assert_eq!(id["user_id"], "sub-mallory");
+    assert_eq!(id["role"], "internal_user_viewer");
+    assert_eq!(id["email"], serde_json::Value::Null);
+    let mallory = stored_user(&store, "sub-mallory").await.unwrap();
+    assert_eq!(mallory.email, None);
 
-    // Off by default even for a verified address.
+    // E-mails are unique: a verified address that belongs to the admin is refused (409), and
+    // is never resolved by handing over the admin's account; linking by e-mail is off by default.
     idp.select_user("sub-mallory2");
     let mut b = Browser::for_layer(&layer);
     let msg = assert_callback_refused(b.login(&idp, "").await, StatusCode::CONFLICT).await;
     assert_eq!(msg, EMAIL_TAKEN_MSG);
 
+    assert_eq!(stored_user(&store, "sub-mallory2").await, None);
     assert_eq!(stored_user(&store, "root-admin").await, Some(root));
-    assert_eq!(store.user_count(), 1);
+    assert_eq!(store.user_count(), 2);
 }
 
 const EMAIL_TAKEN_MSG: &str =
@@ -1253,18 +1432,24 @@ async fn link_accounts_by_email_needs_a_verified_address_and_an_unbound_record()
         )
     };
 
-    // Unverified (false or absent): not linked; the address is taken, so refused (409).
-    for (sub, name) in [("sub-mallory", "mallory"), ("sub-nomark", "nomark")] {
-        let store = MemoryUserStore::new();
-        seed(&store, root.clone()).await;
-        idp.select_user(sub);
-        let mut b = Browser::for_layer(&linking(&store));
-        let msg = assert_callback_refused(b.login(&idp, "").await, StatusCode::CONFLICT).await;
-        assert_eq!(msg, EMAIL_TAKEN_MSG);
-        assert_eq!(stored_user(&store, name).await, None);
-        assert_eq!(stored_user(&store, "root-admin").await, Some(root.clone()));
-        assert_eq!(store.user_count(), 1);
-    }
+    // Marked unverified: the address is dropped, so nothing to link; a user of its own.
+    let store = MemoryUserStore::new();
+    seed(&store, root.clone()).await;
+    idp.select_user("sub-mallory");
+    let mut b = Browser::for_layer(&linking(&store));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(b.whoami().await["user_id"], "sub-mallory");
+    assert_eq!(stored_user(&store, "root-admin").await, Some(root.clone()));
+    // Verification unknown: not linked; the address is taken, so refused (409).
+    let store = MemoryUserStore::new();
+    seed(&store, root.clone()).await;
+    idp.select_user("sub-nomark");
+    let mut b = Browser::for_layer(&linking(&store));
+    let msg = assert_callback_refused(b.login(&idp, "").await, StatusCode::CONFLICT).await;
+    assert_eq!(msg, EMAIL_TAKEN_MSG);
+    assert_eq!(stored_user(&store, "sub-nomark").await, None);
+    assert_eq!(stored_user(&store, "root-admin").await, Some(root.clone()));
+    assert_eq!(store.user_count(), 1);
 
     let store = MemoryUserStore::new();
     seed(&store, root.clone()).await;
@@ -1281,7 +1466,7 @@ async fn link_accounts_by_email_needs_a_verified_address_and_an_unbound_record()
     let id = b.whoami().await;
     assert_eq!(id["user_id"], "root-admin");
     assert_eq!(id["role"], "proxy_admin");
-    assert_eq!(stored_user(&store, "boss").await, None);
+    assert_eq!(stored_user(&store, "sub-boss").await, None);
     let linked = stored_user(&store, "root-admin").await.unwrap();
     assert_eq!(linked.metadata["sso_subject"], "generic|sub-boss");
     assert_eq!(
@@ -1296,13 +1481,14 @@ async fn link_accounts_by_email_needs_a_verified_address_and_an_unbound_record()
     let msg = assert_callback_refused(b.login(&idp, "").await, StatusCode::FORBIDDEN).await;
     assert_eq!(msg, BOUND_MSG);
     assert_eq!(stored_user(&store, "ops").await, Some(ops));
-    assert_eq!(stored_user(&store, "x").await, None);
+    assert_eq!(stored_user(&store, "sub-x").await, None);
     assert_eq!(store.user_count(), before);
 }
 
 #[tokio::test]
 async fn renamed_idp_user_cannot_take_over_a_bound_account() {
-    // `preferred_username` is editable at some IdPs: subject B renames itself to `alice`.
+    // `preferred_username` is editable at some IdPs: subject B renames itself to `alice`. With
+    // upstream's ids (GENERIC_USER_ID_ATTRIBUTE=preferred_username), the binding stops it.
     let idp = MockIdp::builder()
         .user(MockUser::alice())
         .user(idp_user("sub-B", "alice", "b@example.com", Some(true)))
@@ -1312,7 +1498,8 @@ async fn renamed_idp_user_cannot_take_over_a_bound_account() {
     let store = MemoryUserStore::new();
     let layer_for = |mode: UiAccessMode| {
         layer(
-            flow_builder(&idp)
+            builder()
+                .provider(oidc(&idp).claims(upstream_ids()))
                 .ui_access_mode(mode)
                 .proxy_admin_id("alice")
                 .user_store(store.clone()),
@@ -1343,29 +1530,143 @@ async fn renamed_idp_user_cannot_take_over_a_bound_account() {
 }
 
 #[tokio::test]
-async fn an_admin_created_user_is_bound_at_its_first_sso_login() {
+async fn an_admin_created_user_is_bound_only_by_a_login_with_its_verified_email() {
+    // Subject B renamed itself `alice` (upstream ids) and logs in *before* the real alice.
     let idp = MockIdp::builder()
+        .user(idp_user("sub-B", "alice", "b@example.com", Some(true)))
+        .user(idp_user("sub-C", "alice", "alice@example.com", None))
         .user(MockUser::alice())
+        .start()
+        .await
+        .unwrap();
+    let store = MemoryUserStore::new();
+    let created = seeded("alice", "alice@example.com", UserRole::InternalUser);
+    seed(&store, created.clone()).await;
+    let layer = layer(
+        builder()
+            .provider(oidc(&idp).claims(upstream_ids()))
+            .proxy_admin_id("alice")
+            .user_store(store.clone()),
+    );
+    // Another e-mail, or the right one without the IdP vouching for it: refused, nothing written.
+    for sub in ["sub-B", "sub-C"] {
+        idp.select_user(sub);
+        let res = Browser::for_layer(&layer).login(&idp, "").await;
+        let msg = assert_callback_refused(res, StatusCode::FORBIDDEN).await;
+        assert_eq!(msg, NOT_LINKED_MSG, "{sub}");
+        assert_eq!(stored_user(&store, "alice").await.as_ref(), Some(&created));
+        assert_eq!(store.user_count(), 1);
+    }
+
+    // The stored address, verified: bound, and (PROXY_ADMIN_ID) promoted only now.
+    idp.select_user("alice");
+    let mut b = Browser::for_layer(&layer);
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(b.whoami().await["role"], "proxy_admin");
+    let alice = stored_user(&store, "alice").await.unwrap();
+    assert_eq!(alice.metadata["sso_subject"], "generic|alice");
+    assert_eq!(alice.role, UserRole::ProxyAdmin);
+
+    idp.select_user("sub-B");
+    let res = Browser::for_layer(&layer).login(&idp, "").await;
+    let msg = assert_callback_refused(res, StatusCode::FORBIDDEN).await;
+    assert_eq!(msg, BOUND_MSG);
+    assert_eq!(stored_user(&store, "alice").await, Some(alice));
+}
+
+#[tokio::test]
+async fn an_admin_pre_bound_user_logs_in_without_an_email() {
+    let idp = idp_with(MockUser::new("sub-ops").claim("preferred_username", "ops")).await;
+    let store = MemoryUserStore::new();
+    let mut ops = seeded("sub-ops", "", UserRole::ProxyAdminViewer);
+    ops.email = None;
+    ops.metadata
+        .insert("sso_subject".into(), json!("generic|sub-ops"));
+    seed(&store, ops).await;
+    let mut b = Browser::for_layer(&layer(flow_builder(&idp).user_store(store.clone())));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    assert_eq!(b.whoami().await["role"], "proxy_admin_viewer");
+    // Without the binding, the same login is refused (no e-mail to prove anything with).
+    let store = MemoryUserStore::new();
+    let mut unbound = seeded("sub-ops", "", UserRole::ProxyAdminViewer);
+    unbound.email = None;
+    seed(&store, unbound).await;
+    let res = Browser::for_layer(&layer(flow_builder(&idp).user_store(store.clone())))
+        .login(&idp, "")
+        .await;
+    let msg = assert_callback_refused(res, StatusCode::FORBIDDEN).await;
+    assert_eq!(msg, NOT_LINKED_MSG);
+}
+
+#[tokio::test]
+async fn the_default_user_id_is_the_subject_not_the_editable_user_name() {
+    // Subject B renames itself `alice`: by default that changes nothing, B is `sub-B`.
+    let idp = MockIdp::builder()
         .user(idp_user("sub-B", "alice", "b@example.com", Some(true)))
         .start()
         .await
         .unwrap();
     let store = MemoryUserStore::new();
-    seed(
-        &store,
-        seeded("alice", "alice@example.com", UserRole::InternalUser),
+    let created = seeded("alice", "alice@example.com", UserRole::InternalUser);
+    seed(&store, created.clone()).await;
+    let mut b = Browser::for_layer(&layer(
+        flow_builder(&idp)
+            .proxy_admin_id("alice")
+            .user_store(store.clone()),
+    ));
+    assert_logged_in(&b.login(&idp, "").await, UI);
+    let id = b.whoami().await;
+    assert_eq!(id["user_id"], "sub-B");
+    assert_eq!(id["role"], "internal_user_viewer");
+    assert_eq!(stored_user(&store, "alice").await, Some(created));
+}
+
+#[tokio::test]
+async fn with_several_providers_ids_of_all_but_the_first_are_namespaced() {
+    // The same user id ("alice") at two providers: two users (with two e-mails, which are
+    // unique among users).
+    let idp_a = idp().await;
+    let idp_b = idp_with(
+        MockUser::new("alice")
+            .claim("email", "alice@b.example")
+            .claim("email_verified", true),
     )
     .await;
-    let layer = layer(flow_builder(&idp).user_store(store.clone()));
-    assert_logged_in(&Browser::for_layer(&layer).login(&idp, "").await, UI);
-    let alice = stored_user(&store, "alice").await.unwrap();
-    assert_eq!(alice.metadata["sso_subject"], "generic|alice");
-    assert_eq!(alice.role, UserRole::InternalUser);
+    let store = MemoryUserStore::new();
+    let layer = layer(
+        builder()
+            .provider(oidc(&idp_a).name("a"))
+            .provider(oidc(&idp_b).name("b"))
+            .proxy_admin_id("alice")
+            .user_store(store.clone()),
+    );
+    let mut b = Browser::for_layer(&layer);
+    assert_logged_in(&b.login(&idp_a, "provider=a").await, UI);
+    let id = b.whoami().await;
+    assert_eq!(
+        (&id["user_id"], &id["role"]),
+        (&json!("alice"), &json!("proxy_admin"))
+    );
 
-    idp.select_user("sub-B");
-    let res = Browser::for_layer(&layer).login(&idp, "").await;
-    assert_callback_refused(res, StatusCode::FORBIDDEN).await;
-    assert_eq!(stored_user(&store, "alice").await, Some(alice));
+    let mut b = Browser::for_layer(&layer);
+    assert_logged_in(&b.login(&idp_b, "provider=b").await, UI);
+    let id = b.whoami().await;
+    assert_eq!(id["user_id"], "b:alice");
+    assert_eq!(id["role"], "internal_user_viewer");
+    let other = stored_user(&store, "b:alice").await.unwrap();
+    assert_eq!(other.metadata["sso_subject"], "b|alice");
+    assert_eq!(store.user_count(), 2);
+}
+
+const NOT_LINKED_MSG: &str =
+    "this account is not linked to a single sign-on identity yet: ask an administrator";
+
+/// Upstream's user ids: the (user-editable at some IdPs) `preferred_username`.
+fn upstream_ids() -> ClaimMapping {
+    ClaimMapping {
+        user_id: "preferred_username".into(),
+        ..ClaimMapping::default()
+    }
 }
 
 #[tokio::test]
@@ -1400,8 +1701,10 @@ async fn fallback_user_id_is_the_verified_email_or_the_subject_never_the_names()
         .await
         .unwrap();
     let store = MemoryUserStore::new();
+    // Upstream ids: `preferred_username`, which these users lack, so the fallback decides.
     let layer = layer(
-        flow_builder(&idp)
+        builder()
+            .provider(oidc(&idp).claims(upstream_ids()))
             .proxy_admin_id("admin@corp.example")
             .user_store(store.clone()),
     );
@@ -1443,11 +1746,12 @@ async fn allowed_email_domains_refuse_an_unverified_address_before_the_store() {
             .allowed_email_domains(["example.com"])
             .user_store(store.clone()),
     );
+    // An unverified address is dropped at claim mapping: refused as a login without one.
     for sub in ["sub-e1", "sub-e2"] {
         idp.select_user(sub);
         let res = Browser::for_layer(&layer).login(&idp, "").await;
         let msg = assert_callback_refused(res, StatusCode::UNAUTHORIZED).await;
-        assert!(msg.contains("not verified"), "{msg}");
+        assert!(msg.contains("did not return an email address"), "{msg}");
         assert_eq!(store.user_count(), 0);
         assert_eq!(store.team_count(), 0);
     }
@@ -1455,7 +1759,7 @@ async fn allowed_email_domains_refuse_an_unverified_address_before_the_store() {
     idp.select_user("sub-f");
     let mut b = Browser::for_layer(&layer);
     assert_logged_in(&b.login(&idp, "").await, UI);
-    assert_eq!(b.whoami().await["user_id"], "frank");
+    assert_eq!(b.whoami().await["user_id"], "sub-f");
     assert_eq!(store.user_count(), 1);
 }
 
@@ -1486,11 +1790,11 @@ async fn kelvin_sign_email_does_not_link_to_an_ascii_address() {
     let mut b = Browser::for_layer(&open);
     assert_logged_in(&b.login(&idp, "").await, UI);
     let id = b.whoami().await;
-    assert_eq!(id["user_id"], "kelvin");
+    assert_eq!(id["user_id"], "sub-k");
     assert_eq!(id["role"], "internal_user_viewer");
     assert_ne!(id["email"], "admin@korp.example");
     assert_eq!(stored_user(&store, "korp-admin").await, Some(admin));
-    let k = stored_user(&store, "kelvin").await.unwrap();
+    let k = stored_user(&store, "sub-k").await.unwrap();
     assert_eq!(k.email.as_deref(), Some(kelvin));
 }
 
@@ -1575,7 +1879,7 @@ async fn allowed_email_domains_refuse_a_user_without_an_email() {
     );
     let res = Browser::for_layer(&layer).login(&idp, "").await;
     assert_callback_refused(res, StatusCode::UNAUTHORIZED).await;
-    assert_eq!(stored_user(&store, "nomail").await, None);
+    assert_eq!(stored_user(&store, "no-mail").await, None);
 }
 
 #[tokio::test]
@@ -1612,5 +1916,5 @@ async fn explicit_endpoints_override_discovered_ones() {
     assert_eq!(idp.count("/.well-known/openid-configuration"), 1);
     assert_eq!(idp.count("/userinfo"), 0);
     assert_eq!(other.count("/userinfo"), 1);
-    assert_eq!(b.whoami().await["user_id"], "carol");
+    assert_eq!(b.whoami().await["user_id"], "sub-8f2c");
 }

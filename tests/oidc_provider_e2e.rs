@@ -136,8 +136,10 @@ async fn login_through_the_layer() {
     let seen = json_body(res).await;
     assert_eq!(seen["path"], "/whoami");
     let id = &seen["identity"];
-    // `ClaimMapping::default()`: user id from `preferred_username`, display name from `sub`.
-    assert_eq!(id["user_id"], oidc_provider::USER_USERNAME, "{id}");
+    // `ClaimMapping::default()`: user id and display name from `sub` (the user id is never the
+    // user-editable `preferred_username` unless configured so).
+    assert_eq!(id["user_id"], oidc_provider::USER_SUB, "{id}");
+    assert_ne!(id["user_id"], oidc_provider::USER_USERNAME, "{id}");
     assert_eq!(id["display_name"], oidc_provider::USER_SUB, "{id}");
     assert_eq!(id["email"], oidc_provider::USER_EMAIL, "{id}");
     assert_eq!(id["provider"], "generic", "{id}");

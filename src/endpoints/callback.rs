@@ -136,6 +136,9 @@ async fn run(
     // 6. The id_token: verified when the provider's keys are known.
     let mut claims: Map<String, Value> = Map::new();
     let mut id_sub: Option<String> = None;
+    // The id_token's own claims, kept apart from the profile merged in below: Microsoft's app
+    // roles are read from them only.
+    let mut id_token_claims: Map<String, Value> = Map::new();
     if let Some(id_token) = tokens.id_token.as_deref() {
         let check = IdTokenCheck {
             issuer: resolved.issuer.as_deref(),
@@ -155,6 +158,9 @@ async fn run(
             .get("sub")
             .and_then(Value::as_str)
             .map(str::to_owned);
+        if config.kind() == ProviderKind::Microsoft {
+            id_token_claims = id_claims.clone();
+        }
         claims = id_claims;
     } else if resolved.jwks.is_some() {
         tracing::debug!(provider = %config.name, "token response carried no id_token; relying on userinfo");
@@ -201,7 +207,10 @@ async fn run(
 
     // 8. Claims to user.
     let mut user = config.claims.map(&claims, config.provider_name());
-    if config.kind() == ProviderKind::Microsoft && user.email.is_none() {
+    if config.kind() == ProviderKind::Microsoft
+        && user.email.is_none()
+        && user.email_verified != Some(false)
+    {
         // Graph users without a UPN-style e-mail fall back to `mail` (upstream behaviour).
         user.email = claims
             .get("mail")
@@ -211,6 +220,14 @@ async fn run(
     config
         .claims
         .apply_access_token(&mut user, &tokens.access_token);
+    if config.kind() == ProviderKind::Microsoft {
+        // Microsoft: the app roles of the id_token (or the role mappings over its claims), never
+        // the Graph profile or the (Graph) access token.
+        user.role = match &config.claims.role_mappings {
+            Some(rm) => rm.role_for_claims(&id_token_claims),
+            None => crate::claims::microsoft_app_role(&id_token_claims),
+        };
+    }
     if user.subject.is_none() {
         user.subject = id_sub;
     }
@@ -219,6 +236,13 @@ async fn run(
     shared.policy.check_login(&user)?;
     let user_id = crate::claims::fallback_user_id(&user)
         .ok_or_else(|| SsoError::unauthorized("the identity provider sent no usable user id"))?;
+    // With several providers, every one but the first gets its own id space: the same id at
+    // two providers is two users (the first keeps plain ids, so one provider changes nothing).
+    let user_id = if provider_index == 0 {
+        user_id
+    } else {
+        format!("{}:{user_id}", config.provider_name())
+    };
 
     // The UI access mode too, with the role this login would end up with: a user it refuses
     // must not be created or updated (the check after the upsert stays as the final word).
@@ -228,10 +252,8 @@ async fn run(
         link_by_email: shared.link_accounts_by_email,
     };
     if shared.policy.ui_access_mode == UiAccessMode::AdminOnly {
-        let (stored_id, role) = prospective_role(shared, &user, &lookup).await?;
-        shared
-            .policy
-            .check_ui_access(shared.policy.effective_role(&stored_id, role))?;
+        let role = prospective_role(shared, &user, &lookup).await?;
+        shared.policy.check_ui_access(role)?;
     }
 
     // 10. Users and teams.
@@ -244,9 +266,8 @@ async fn run(
         shared.policy.proxy_admin_id.as_deref(),
     )
     .await?;
-    let role = shared
-        .policy
-        .effective_role(&record_user.user_id, record_user.role);
+    // `upsert_sso_user` has applied the `PROXY_ADMIN_ID` promotion (to a bound user only).
+    let role = record_user.role;
     shared.policy.check_ui_access(role)?;
 
     // 11. The session.
@@ -287,15 +308,16 @@ async fn run(
     Ok(res)
 }
 
-/// The stored user id and the role `upsert_sso_user` would give this user, read without writing
-/// (the same lookup, [`crate::store::find_login_user`], so a login it would refuse is refused
-/// here too): the IdP's role, else the stored user's, else the new-user default, else
-/// `internal_user_viewer`.
+/// The role `upsert_sso_user` would give this user, read without writing (the same lookup,
+/// [`crate::store::find_login_user`], so a login it would refuse is refused here too): the IdP's
+/// role, else the stored user's, else the new-user default, else `internal_user_viewer`; then
+/// the `PROXY_ADMIN_ID` promotion, which `upsert_sso_user` applies only to a user bound to this
+/// login's subject (a login without a `sub` binds nothing, so it is never promoted).
 async fn prospective_role(
     shared: &Shared,
     user: &SsoUser,
     lookup: &crate::store::LoginLookup<'_>,
-) -> Result<(String, UserRole), SsoError> {
+) -> Result<UserRole, SsoError> {
     let found = crate::store::find_login_user(&shared.store, user, lookup).await?;
     let stored_id = found
         .as_ref()
@@ -305,7 +327,13 @@ async fn prospective_role(
         .or(found.map(|u| u.role))
         .or(shared.user_defaults.role)
         .unwrap_or(UserRole::InternalUserViewer);
-    Ok((stored_id, role))
+    // `find_login_user` let the login through: a found user is bound to this subject or will be
+    // bound to it, and a new one is created bound to it, whenever the login has a `sub`.
+    Ok(if lookup.binding(user).is_some() {
+        shared.policy.effective_role(&stored_id, role)
+    } else {
+        role
+    })
 }
 
 /// An IdP-supplied error text, shortened and reduced to harmless characters.

@@ -8,7 +8,7 @@
 //! | `SERVER_ROOT_PATH` | path prefix the service is mounted at |
 //! | `PROXY_LOGOUT_URL` | where logout redirects |
 //! | `ALLOWED_EMAIL_DOMAINS` | comma-separated e-mail domains allowed to log in |
-//! | `PROXY_ADMIN_ID` | user id always promoted to `proxy_admin` |
+//! | `PROXY_ADMIN_ID` | user id promoted to `proxy_admin` at login, once that user is bound to the login's IdP subject (see the README's security notes); with several providers, ids from all but the first are `"<provider name>:<id>"` |
 //! | `UI_ACCESS_MODE` | `admin_only`, or a JSON `restricted_sso_group` object |
 //! | `SSO_PUBLIC_PATHS` | comma-separated public paths (`/health,/static/*`), full request paths (`SERVER_ROOT_PATH` is not prepended) |
 //! | `SSO_ALLOWED_REDIRECT_DOMAINS` | domains post-login return targets may point at |
@@ -22,8 +22,10 @@
 //! | `REDIS_CLUSTER_NODES` | a Redis Cluster instead: comma-separated `host:port` seed nodes (or LiteLLM's JSON list of `{"host", "port"}`), with `REDIS_PASSWORD` |
 //! | `DATABASE_URL` | PostgreSQL for the user store (feature `postgres`): `postgres://user:password@host:port/db`; tables `tower_sso_*`, created at start-up |
 //! | `GOOGLE_CLIENT_ID`, `GOOGLE_CLIENT_SECRET` | Google |
-//! | `MICROSOFT_CLIENT_ID`, `MICROSOFT_CLIENT_SECRET`, `MICROSOFT_TENANT`, `MICROSOFT_*_ENDPOINT`, `MICROSOFT_USER_*_ATTRIBUTE` | Microsoft Entra ID |
+//! | `MICROSOFT_CLIENT_ID`, `MICROSOFT_CLIENT_SECRET`, `MICROSOFT_TENANT`, `MICROSOFT_*_ENDPOINT`, `MICROSOFT_USER_*_ATTRIBUTE` (not `_ROLE_`: the role comes only from the id_token's app roles) | Microsoft Entra ID |
 //! | `GENERIC_CLIENT_ID`, `GENERIC_CLIENT_SECRET` (required with the id), `GENERIC_ISSUER` (discovery: alone enough for the endpoints and keys), `GENERIC_AUTHORIZATION_ENDPOINT`, `GENERIC_TOKEN_ENDPOINT`, `GENERIC_USERINFO_ENDPOINT`, `GENERIC_JWKS_URI` (verifies id_token signatures, with or without an issuer), `GENERIC_SCOPE`, `GENERIC_INCLUDE_CLIENT_ID`, `GENERIC_CLIENT_STATE`, `GENERIC_CLIENT_USE_PKCE` (default `true` here), `GENERIC_SSO_HEADERS`, `GENERIC_USER_*_ATTRIBUTE`, `GENERIC_USER_EXTRA_ATTRIBUTES`, `GENERIC_ROLE_MAPPINGS_ROLES`/`_GROUP_CLAIM`/`_DEFAULT_ROLE`, `GENERIC_TEAM_IDS_JWT_FIELD` | any OpenID Connect provider |
+//! | `GENERIC_USER_ID_ATTRIBUTE` | the user id claim: default `sub` (**upstream: `preferred_username`**, which users can edit at some IdPs and so rename themselves into another account); set `preferred_username` to keep upstream's ids |
+//! | `GENERIC_USER_ROLE_ATTRIBUTE` | the claim a role is read from: default **none** (**upstream: `role`**). Setting it trusts that claim: anyone who can edit it at the IdP picks their own role, `proxy_admin` included. Ignored when `GENERIC_ROLE_MAPPINGS_*` are set (they are then the only role source) |
 //!
 //! Upstream variables deliberately not read: `PKCE_STRICT_CACHE_MISS` (a missing verifier always
 //! fails the login here), `GENERIC_USER_ROLE_MAPPINGS` and `GENERIC_INCLUDE_TOKEN_CLAIMS`
@@ -31,7 +33,8 @@
 //! login), `EXPERIMENTAL_UI_LOGIN` and the CLI variables (not built yet).
 //!
 //! Every provider whose client id is set is registered, in the order Google, Microsoft, generic;
-//! the first is the default.
+//! the first is the default, and user ids from the others are prefixed `"<provider name>:"`
+//! (see [`SsoLayerBuilder::provider`]).
 
 mod backends;
 
@@ -197,7 +200,7 @@ impl SsoLayerBuilder {
                         Provider::microsoft(id, secret, tenant.as_deref()),
                     );
                     let mut claims = p.claims.clone();
-                    attributes_from_env(&env, "MICROSOFT", &mut claims);
+                    attributes_from_env(&mut env, "MICROSOFT", &mut claims);
                     b = b.provider(p.claims(claims));
                 }
                 None => env.bad(
@@ -264,10 +267,12 @@ fn endpoints_from_env<F: Fn(&str) -> Option<String>>(
     p
 }
 
-/// `{FAMILY}_USER_{ID,DISPLAY_NAME,EMAIL,FIRST_NAME,LAST_NAME,PROVIDER,ROLE}_ATTRIBUTE`, when set,
-/// override the claim names.
+/// `{FAMILY}_USER_{ID,DISPLAY_NAME,EMAIL,FIRST_NAME,LAST_NAME,PROVIDER}_ATTRIBUTE`, when set,
+/// override the claim names. `GENERIC_USER_ROLE_ATTRIBUTE` sets the (otherwise unread) role
+/// claim; `MICROSOFT_USER_ROLE_ATTRIBUTE` is refused (Microsoft roles come only from the
+/// id_token's app roles).
 fn attributes_from_env<F: Fn(&str) -> Option<String>>(
-    env: &Env<F>,
+    env: &mut Env<F>,
     family: &str,
     claims: &mut ClaimMapping,
 ) {
@@ -278,10 +283,20 @@ fn attributes_from_env<F: Fn(&str) -> Option<String>>(
         ("FIRST_NAME", &mut claims.first_name),
         ("LAST_NAME", &mut claims.last_name),
         ("PROVIDER", &mut claims.provider),
-        ("ROLE", &mut claims.role),
     ] {
         if let Some(v) = env.get(&format!("{family}_USER_{attr}_ATTRIBUTE")) {
             *slot = v;
+        }
+    }
+    let role = format!("{family}_USER_ROLE_ATTRIBUTE");
+    if let Some(v) = env.get(&role) {
+        if family == "GENERIC" {
+            claims.role = Some(v);
+        } else {
+            env.bad(
+                &role,
+                "is not read: this provider's role comes only from the id_token's app roles (or role mappings)",
+            );
         }
     }
 }
@@ -593,8 +608,45 @@ mod tests {
         );
         let generic = &layer.shared.providers[1].config;
         assert_eq!(generic.claims.user_id, "attributes.userId");
-        assert_eq!(generic.claims.role, "litellm_role");
+        assert_eq!(generic.claims.role.as_deref(), Some("litellm_role"));
         assert_eq!(generic.claims.email, "email");
+    }
+
+    #[test]
+    fn generic_ids_are_subjects_and_no_role_claim_unless_configured() {
+        let base = [
+            ("PROXY_BASE_URL", "https://gw.example.com"),
+            ("LITELLM_MASTER_KEY", "sk-0123456789abcdef"),
+            ("GENERIC_CLIENT_ID", "g"),
+            ("GENERIC_CLIENT_SECRET", "gs"),
+            ("GENERIC_ISSUER", "https://idp.example.com"),
+        ];
+        let layer = build(&base).unwrap();
+        let claims = &layer.shared.providers[0].config.claims;
+        assert_eq!(
+            (claims.user_id.as_str(), claims.role.as_deref()),
+            ("sub", None)
+        );
+        // Upstream's ids and role claim, when asked for.
+        let mut vars = base.to_vec();
+        vars.push(("GENERIC_USER_ID_ATTRIBUTE", "preferred_username"));
+        vars.push(("GENERIC_USER_ROLE_ATTRIBUTE", "role"));
+        let layer = build(&vars).unwrap();
+        let claims = &layer.shared.providers[0].config.claims;
+        assert_eq!(
+            (claims.user_id.as_str(), claims.role.as_deref()),
+            ("preferred_username", Some("role"))
+        );
+        // Microsoft: a role attribute is refused, not silently trusted.
+        let e = build(&[
+            ("PROXY_BASE_URL", "https://gw.example.com"),
+            ("LITELLM_MASTER_KEY", "sk-0123456789abcdef"),
+            ("MICROSOFT_CLIENT_ID", "m"),
+            ("MICROSOFT_CLIENT_SECRET", "s"),
+            ("MICROSOFT_USER_ROLE_ATTRIBUTE", "role"),
+        ])
+        .unwrap_err();
+        assert!(e.mentions("MICROSOFT_USER_ROLE_ATTRIBUTE"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,13 @@
 //! [`link_accounts_by_email`](crate::SsoLayerBuilder::link_accounts_by_email) is on (and then only
 //! with a verified ASCII address), and every user is bound to the IdP subject that created or
 //! first logged it in (`metadata.sso_subject`): another subject gets 403 (LiteLLM #36942).
+//!
+//! A stored user that is not bound yet (created by an administrator or imported) is not simply
+//! handed to whichever login first presents its id: the login must present the e-mail stored for
+//! that user, marked verified by the IdP; otherwise it is refused with 403 and nothing is
+//! written. An administrator can instead pre-bind the user by setting its
+//! `metadata.sso_subject` to `"<provider name>|<sub>"`. `PROXY_ADMIN_ID` is promoted only once
+//! bound to the login's subject.
 
 use crate::error::SsoError;
 use crate::identity::{SsoUser, UserRole};
@@ -76,7 +83,7 @@ pub(crate) struct LoginLookup<'a> {
 
 impl LoginLookup<'_> {
     /// The subject binding this login carries (`"<provider>|<sub>"`), if the IdP sent a `sub`.
-    fn binding(&self, user: &SsoUser) -> Option<String> {
+    pub(crate) fn binding(&self, user: &SsoUser) -> Option<String> {
         user.subject
             .as_deref()
             .filter(|s| !s.is_empty())
@@ -90,6 +97,45 @@ fn bound_elsewhere(user_id: &str) -> SsoError {
         "SSO login refused: the stored user is bound to another IdP subject"
     );
     SsoError::forbidden("this account is bound to another identity at the identity provider")
+}
+
+/// 403: the stored user is not bound to an IdP subject, and this login cannot prove it is that
+/// user (by the stored e-mail, verified by the IdP).
+fn not_linked(user_id: &str) -> SsoError {
+    tracing::warn!(
+        user_id,
+        "SSO login refused: the stored user is not bound to an IdP subject and the login does not present its verified e-mail"
+    );
+    SsoError::forbidden(
+        "this account is not linked to a single sign-on identity yet: ask an administrator",
+    )
+}
+
+/// Whether a login may take an unbound stored user: the record has an e-mail, and the login
+/// presents the same address (ASCII case-insensitive) marked verified by the IdP. 403 otherwise.
+/// A bound record is left to [`check_binding`].
+fn check_may_claim(record: &UserRecord, user: &SsoUser) -> Result<(), SsoError> {
+    if is_bound(record) {
+        return Ok(());
+    }
+    let stored = record.email.as_deref().filter(|e| !e.is_empty());
+    let presented = user.email.as_deref().filter(|e| !e.is_empty());
+    match (stored, presented) {
+        (Some(stored), Some(presented))
+            if user.email_verified == Some(true) && stored.eq_ignore_ascii_case(presented) =>
+        {
+            Ok(())
+        }
+        _ => Err(not_linked(&record.user_id)),
+    }
+}
+
+/// Whether `record` is bound to exactly `binding` (never when `binding` is `None`).
+pub(crate) fn is_bound_to(record: &UserRecord, binding: Option<&str>) -> bool {
+    matches!(
+        (record.metadata.get(SUBJECT_KEY), binding),
+        (Some(serde_json::Value::String(stored)), Some(b)) if stored == b
+    )
 }
 
 /// Whether `record` is bound to an IdP subject (`null` counts as not bound).
@@ -124,11 +170,14 @@ fn linkable_email(email: Option<&str>) -> Option<String> {
 ///
 /// 1. By `lookup.user_id`. If that user is bound to an IdP subject (`metadata.sso_subject`) other
 ///    than this login's `"<provider>|<sub>"` (or the login has no `sub`), the login is refused
-///    with 403. An unbound user is returned (and [`upsert_sso_user`] binds it).
+///    with 403. An unbound user is returned (and [`upsert_sso_user`] binds it) only when it has
+///    an e-mail and the login presents the same one (ASCII case-insensitive) marked verified
+///    (`email_verified == Some(true)`); otherwise 403 ("not linked yet"). This applies to a
+///    login without a `sub` too, which then reaches the user without binding it.
 /// 2. Not found, and only when `lookup.link_by_email` is on (upstream always does this): by
 ///    e-mail, when the IdP marks it verified (`email_verified == Some(true)`), the address is
 ///    ASCII, and the IdP sent a `sub`. A user found so must have that same address (compared
-///    ASCII case-insensitively, whatever the store does) and pass the binding rule of step 1
+///    ASCII case-insensitively, whatever the store does) and pass the rules of step 1
 ///    (403 otherwise).
 ///
 /// `Ok(None)`: the login creates a new user. Store failures become a short 503.
@@ -143,6 +192,7 @@ pub(crate) async fn find_login_user(
         .map_err(|e| store_unavailable("find user", e))?
     {
         check_binding(&found, binding.as_deref())?;
+        check_may_claim(&found, user)?;
         return Ok(Some(found));
     }
     if !lookup.link_by_email || binding.is_none() || user.email_verified != Some(true) {
@@ -161,12 +211,14 @@ pub(crate) async fn find_login_user(
         });
     if let Some(found) = &found {
         check_binding(found, binding.as_deref())?;
+        check_may_claim(found, user)?;
     }
     Ok(found)
 }
 
 /// Binds `record` to `binding` if it is not bound yet (an atomic set-if-absent in the store);
 /// 403 if another login bound it to another subject meanwhile. No binding: nothing happens.
+/// Callers have checked [`check_may_claim`] first.
 async fn bind_subject(
     store: &UserStore,
     record: UserRecord,
@@ -194,7 +246,8 @@ async fn bind_subject(
 /// Finds or creates the user who just logged in, and brings the stored record up to date.
 ///
 /// 1. Find the user with [`find_login_user`] (by id, then, only if enabled, by verified e-mail;
-///    403 if the user is bound to another IdP subject). Nothing has been written at that point.
+///    403 if the user is bound to another IdP subject, or unbound and the login does not present
+///    its e-mail verified). Nothing has been written at that point.
 /// 2. Not found: create it with the IdP's role, else `users.role`, else `internal_user_viewer`,
 ///    and the budgets and models from `users`; the e-mail lower-cased (ASCII),
 ///    `metadata.auth_provider` set, and `metadata.sso_subject` set to `"<provider>|<sub>"` when
@@ -204,7 +257,9 @@ async fn bind_subject(
 ///    is written when nothing changes.
 /// 3. Add the user to every IdP team they are not yet in, creating missing teams from `teams`
 ///    (also for brand-new users; upstream bug #17051).
-/// 4. If the user's (stored) id is `proxy_admin_id`, promote them to `proxy_admin`.
+/// 4. If the user's (stored) id is `proxy_admin_id` and the user is bound to this login's subject
+///    (after steps 1-2: a new user created by a login with a `sub` is), promote them to
+///    `proxy_admin`. A login without a `sub` never promotes.
 ///
 /// Returns the final record. Any store failure becomes a 503 with a short message.
 pub(crate) async fn upsert_sso_user(
@@ -245,6 +300,7 @@ pub(crate) async fn upsert_sso_user(
                             )
                         })?;
                     check_binding(&existing, binding.as_deref())?;
+                    check_may_claim(&existing, user)?;
                     let existing = bind_subject(store, existing, binding.as_deref()).await?;
                     update_existing(store, existing, email, user.role).await?
                 }
@@ -255,7 +311,8 @@ pub(crate) async fn upsert_sso_user(
 
     add_missing_teams(store, &mut record, &user.team_ids, teams).await?;
 
-    if proxy_admin_id.is_some_and(|admin| admin == record.user_id)
+    if proxy_admin_id.is_some_and(|admin| !admin.is_empty() && admin == record.user_id)
+        && is_bound_to(&record, binding.as_deref())
         && record.role != UserRole::ProxyAdmin
     {
         super::update_user(
@@ -443,7 +500,8 @@ mod tests {
         }
     }
 
-    fn stored(id: &str, email: &str, role: UserRole) -> UserRecord {
+    /// A stored user that is not bound to any IdP subject (created by an admin, imported).
+    fn unbound(id: &str, email: &str, role: UserRole) -> UserRecord {
         UserRecord {
             user_id: id.into(),
             email: Some(email.into()),
@@ -456,12 +514,19 @@ mod tests {
         }
     }
 
+    /// A stored user bound to the subject `sub-<id>` at `generic` (the one [`sso`] logs in as).
+    fn stored(id: &str, email: &str, role: UserRole) -> UserRecord {
+        bound_to(unbound(id, email, role), &format!("generic|sub-{id}"))
+    }
+
+    /// A login as subject `sub-<id>` at `generic`, with an e-mail the IdP does not vouch for.
     fn sso(id: &str, email: &str, role: Option<UserRole>) -> SsoUser {
         SsoUser {
             id: Some(id.into()),
             email: Some(email.into()),
             provider: Some("generic".into()),
             role,
+            subject: Some(format!("sub-{id}")),
             ..SsoUser::default()
         }
     }
@@ -506,7 +571,7 @@ mod tests {
         .unwrap()
     }
 
-    /// `sso(..)` with an IdP subject and the e-mail marked verified.
+    /// `sso(..)` with the IdP subject `sub` and the e-mail marked verified.
     fn verified(id: &str, email: &str, sub: &str) -> SsoUser {
         SsoUser {
             email_verified: Some(true),
@@ -704,7 +769,7 @@ mod tests {
         // test_apply_user_info_values_to_sso_user_defined_values: DB "123", SSO "456" -> "123".
         // Here only with link_by_email on and a verified e-mail.
         let r = Recorder::default();
-        let mut existing = stored("123", "a@x.com", UserRole::InternalUser);
+        let mut existing = unbound("123", "a@x.com", UserRole::InternalUser);
         existing.models = vec!["no-default-models".into()];
         r.seed(existing).await;
         let u = try_upsert(&r, &verified("456", "A@x.com", "s-456"), true)
@@ -762,7 +827,7 @@ mod tests {
     #[tokio::test]
     async fn email_link_needs_verified_ascii_and_a_subject() {
         let r = Recorder::default();
-        let root = stored("root-admin", "admin@korp.example", UserRole::ProxyAdmin);
+        let root = unbound("root-admin", "admin@korp.example", UserRole::ProxyAdmin);
         r.seed(root.clone()).await;
         let cases = [
             (
@@ -845,8 +910,9 @@ mod tests {
         assert_eq!(u.metadata[SUBJECT_KEY], "generic|sub-n");
         assert_eq!(r.get("n").await.metadata[SUBJECT_KEY], "generic|sub-n");
 
-        // Created by an admin: bound at the first SSO login, before anything else is written.
-        r.seed(stored("adm", "adm@x.com", UserRole::InternalUser))
+        // Created by an admin: bound at the first SSO login that presents its e-mail, verified,
+        // before anything else is written.
+        r.seed(unbound("adm", "adm@x.com", UserRole::InternalUser))
             .await;
         r.take_writes();
         let user = SsoUser {
@@ -932,7 +998,7 @@ mod tests {
         let inner = MemoryUserStore::new();
         inner
             .clone()
-            .oneshot(StoreRequest::InsertUser(stored(
+            .oneshot(StoreRequest::InsertUser(unbound(
                 "u",
                 "u@x.com",
                 UserRole::InternalUser,
@@ -1148,6 +1214,148 @@ mod tests {
         )
         .await;
         assert_eq!(u.role, UserRole::InternalUserViewer);
+    }
+
+    const NOT_LINKED: &str =
+        "this account is not linked to a single sign-on identity yet: ask an administrator";
+
+    fn assert_not_linked(err: SsoError) {
+        assert_eq!(err.status(), StatusCode::FORBIDDEN, "{err:?}");
+        assert_eq!(err.message(), NOT_LINKED);
+    }
+
+    #[tokio::test]
+    async fn an_unbound_user_is_claimed_only_with_its_verified_email() {
+        let r = Recorder::default();
+        let boss = unbound("boss", "boss@corp.example", UserRole::ProxyAdmin);
+        r.seed(boss.clone()).await;
+        let mut no_email = unbound("imported", "", UserRole::InternalUser);
+        no_email.email = None;
+        r.seed(no_email.clone()).await;
+        let attacker = |email: Option<&str>, flag: Option<bool>| SsoUser {
+            email: email.map(str::to_owned),
+            email_verified: flag,
+            role: Some(UserRole::InternalUser),
+            team_ids: vec!["t".into()],
+            ..verified("boss", "x", "sub-evil")
+        };
+        let cases = [
+            (
+                "another e-mail",
+                attacker(Some("evil@corp.example"), Some(true)),
+            ),
+            (
+                "unknown verification",
+                attacker(Some("boss@corp.example"), None),
+            ),
+            (
+                "unverified",
+                attacker(Some("boss@corp.example"), Some(false)),
+            ),
+            ("no e-mail", attacker(None, None)),
+            ("no e-mail, verified", attacker(None, Some(true))),
+            (
+                "no sub",
+                SsoUser {
+                    subject: None,
+                    ..attacker(Some("evil@corp.example"), Some(true))
+                },
+            ),
+        ];
+        for (what, user) in cases {
+            for link in [false, true] {
+                let err = try_upsert(&r, &user, link).await.unwrap_err();
+                assert_not_linked(err);
+                let err = find_login_user(&r.store(), &user, &lookup("boss", link))
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.message(), NOT_LINKED, "{what}");
+            }
+        }
+        // A stored user without an e-mail cannot be claimed at all.
+        let user = verified("imported", "i@x.com", "sub-i");
+        assert_not_linked(try_upsert(&r, &user, false).await.unwrap_err());
+
+        assert_eq!(r.take_writes(), vec![]);
+        assert_eq!(r.get("boss").await, boss);
+        assert_eq!(r.get("imported").await, no_email);
+        assert_eq!(r.inner.team_count(), 0);
+
+        // The same address (ASCII case-insensitively), verified: bound to this subject.
+        let owner = verified("boss", "BOSS@corp.EXAMPLE", "sub-boss");
+        let u = try_upsert(&r, &owner, false).await.unwrap();
+        assert_eq!(u.metadata[SUBJECT_KEY], "generic|sub-boss");
+        assert_eq!(u.role, UserRole::ProxyAdmin);
+        // Now bound: the owner gets in without the e-mail rule; anyone else is "bound elsewhere".
+        let later = SsoUser {
+            email: None,
+            email_verified: None,
+            ..owner.clone()
+        };
+        try_upsert(&r, &later, false).await.unwrap();
+        let evil = verified("boss", "boss@corp.example", "sub-evil");
+        assert_bound_elsewhere(try_upsert(&r, &evil, false).await.unwrap_err());
+    }
+
+    #[tokio::test]
+    async fn an_admin_pre_bound_user_needs_no_email() {
+        let r = Recorder::default();
+        let mut pre = unbound("ops", "", UserRole::ProxyAdminViewer);
+        pre.email = None;
+        r.seed(bound_to(pre, "generic|sub-ops")).await;
+        let user = SsoUser {
+            email: None,
+            ..verified("ops", "x", "sub-ops")
+        };
+        let u = try_upsert(&r, &user, false).await.unwrap();
+        assert_eq!(u.role, UserRole::ProxyAdminViewer);
+    }
+
+    #[tokio::test]
+    async fn a_login_without_sub_reaches_an_unbound_user_only_by_email_and_binds_nothing() {
+        let r = Recorder::default();
+        r.seed(unbound("u", "u@x.com", UserRole::InternalUser))
+            .await;
+        let no_sub = SsoUser {
+            subject: None,
+            ..verified("u", "u@x.com", "x")
+        };
+        let u = upsert(&r, &no_sub, &NewUserDefaults::default(), Some("u")).await;
+        assert!(!u.metadata.contains_key(SUBJECT_KEY));
+        // Not bound to this login, so PROXY_ADMIN_ID is not promoted.
+        assert_eq!(u.role, UserRole::InternalUser);
+        assert_eq!(r.get("u").await.role, UserRole::InternalUser);
+    }
+
+    #[tokio::test]
+    async fn unbound_proxy_admin_id_is_not_handed_to_the_first_login() {
+        let r = Recorder::default();
+        let admin = unbound("admin", "admin@corp.example", UserRole::InternalUser);
+        r.seed(admin.clone()).await;
+        let users = NewUserDefaults::default();
+        let err = upsert_sso_user(
+            &r.store(),
+            &sso("admin", "mallory@corp.example", None),
+            &lookup("admin", false),
+            &users,
+            &NewTeamDefaults::default(),
+            Some("admin"),
+        )
+        .await
+        .unwrap_err();
+        assert_not_linked(err);
+        assert_eq!(r.get("admin").await, admin);
+        assert_eq!(r.take_writes(), vec![]);
+        // Its owner (verified e-mail) is bound, then promoted.
+        let u = upsert(
+            &r,
+            &verified("admin", "admin@corp.example", "sub-a"),
+            &users,
+            Some("admin"),
+        )
+        .await;
+        assert_eq!(u.role, UserRole::ProxyAdmin);
+        assert_eq!(u.metadata[SUBJECT_KEY], "generic|sub-a");
     }
 
     #[tokio::test]

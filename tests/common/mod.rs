@@ -355,7 +355,12 @@ impl Browser {
             .and_then(|v| v.to_str().ok())
             .expect("IdP redirect location")
             .to_owned();
-        assert!(loc.starts_with(&format!("{CALLBACK_URL}?")), "{loc}");
+        // `/sso/callback` for the first provider, `/sso/callback/{name}` for the others.
+        assert!(
+            loc.starts_with(&format!("{CALLBACK_URL}?"))
+                || loc.starts_with(&format!("{CALLBACK_URL}/")),
+            "{loc}"
+        );
         Url::parse(&loc).expect("callback URL")
     }
 
