@@ -139,6 +139,7 @@
 pub mod body;
 pub mod cache;
 pub mod claims;
+mod client_addr;
 pub mod clock;
 pub mod config;
 mod endpoints;
@@ -157,6 +158,7 @@ mod path;
 pub mod policy;
 pub mod provider;
 mod random;
+mod rate_limit;
 pub mod redirect;
 mod remembered;
 pub mod revocation;
@@ -169,9 +171,11 @@ pub mod store;
 pub mod testing;
 
 pub use crate::body::ResponseBody;
+pub use crate::client_addr::ClientAddr;
 pub use crate::config::{ConfigError, ConfigErrors};
 pub use crate::error::SsoError;
 pub use crate::future::ResponseFuture;
 pub use crate::identity::{Identity, IdentityData, SsoUser, UserRole};
 pub use crate::layer::{Backends, SsoLayer, SsoLayerBuilder};
+pub use crate::rate_limit::{RateLimit, RateLimits};
 pub use crate::service::SsoService;
