@@ -472,6 +472,10 @@ impl SsoLayerBuilder {
     /// LiteLLM UI backend reads it); turn it on when the inner service is a proxy to an upstream
     /// that must not receive a gateway-wide credential. The [`Identity`](crate::Identity) (and the
     /// identity headers, when on) still tell it who the user is.
+    ///
+    /// On [public paths](Self::public_paths) the session cookie is removed too (browsers send
+    /// the `Path=/` cookie everywhere); a Bearer header there is left alone, since the client sent
+    /// it to that route on purpose. Other cookies are kept byte for byte, UTF-8 or not.
     pub fn strip_session_token(mut self, on: bool) -> Self {
         self.strip_session_token = on;
         self

@@ -86,7 +86,7 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str) -> Option<Endp
 /// Answers an endpoint.
 pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> EndpointFuture {
     Box::pin(async move {
-        if let Err(res) = rate_limit(&shared, endpoint, &parts) {
+        if let Some(res) = rate_limited(&shared, endpoint, &parts) {
             return res;
         }
         let result = match endpoint {
@@ -108,32 +108,28 @@ pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> E
 
 /// Takes a token from the client's bucket for a login start or a callback; a 429 with
 /// `Retry-After` when it is empty.
-fn rate_limit(
+fn rate_limited(
     shared: &Shared,
     endpoint: Endpoint,
     parts: &Parts,
-) -> Result<(), Response<Full<Bytes>>> {
+) -> Option<Response<Full<Bytes>>> {
     let action = match endpoint {
         Endpoint::Login => Action::Login,
         Endpoint::Callback(_) => Action::Callback,
-        _ => return Ok(()),
+        _ => return None,
     };
     let peer = shared
         .trusted_proxies
         .client_ip(&parts.extensions, &parts.headers);
-    shared
-        .rate_limiter
-        .check(action, peer)
-        .map_err(|retry_after| {
-            tracing::info!(client = ?peer.ip(), ?action, retry_after, "SSO rate limit reached");
-            let mut res = SsoError::too_many_requests(format!(
-                "too many login attempts from this address: try again in {retry_after} s"
-            ))
-            .into_response();
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            res
-        })
+    let retry_after = shared.rate_limiter.check(action, peer).err()?;
+    tracing::info!(client = ?peer.ip(), ?action, retry_after, "SSO rate limit reached");
+    let mut res = SsoError::too_many_requests(format!(
+        "too many login attempts from this address: try again in {retry_after} s"
+    ))
+    .into_response();
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    Some(res)
 }
 
 /// Whether a browser says another site sent this request (`Sec-Fetch-Site: cross-site`).
