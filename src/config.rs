@@ -74,9 +74,26 @@ impl Problems {
     }
 }
 
+/// `raw` as it may be shown in a message: any userinfo (`user:password@`) before the host is
+/// replaced by `***`, whether or not the text parses as a URL.
+pub(crate) fn redact_url(raw: &str) -> std::borrow::Cow<'_, str> {
+    let (scheme_end, authority) = match raw.find("://") {
+        Some(i) => (i + 3, &raw[i + 3..]),
+        None => (0, raw),
+    };
+    let authority_len = authority.find(['/', '?', '#']).unwrap_or(authority.len());
+    match authority[..authority_len].rfind('@') {
+        Some(at) => format!("{}***{}", &raw[..scheme_end], &raw[scheme_end + at..]).into(),
+        None => raw.into(),
+    }
+}
+
 /// Whether `url` may be used to talk to an identity provider: https, or http on a loopback host.
-pub(crate) fn check_idp_url(url: &str) -> Result<url::Url, String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("{url:?} is not a valid URL ({e})"))?;
+/// Messages never show the URL's userinfo.
+pub(crate) fn check_idp_url(raw: &str) -> Result<url::Url, String> {
+    let url = redact_url(raw);
+    let url = url.as_ref();
+    let parsed = url::Url::parse(raw).map_err(|e| format!("{url:?} is not a valid URL ({e})"))?;
     match parsed.scheme() {
         "https" => {}
         "http" if is_loopback(&parsed) => {}
@@ -161,6 +178,29 @@ mod tests {
         assert!(check_idp_url("ftp://idp.example.com/x").is_err());
         assert!(check_idp_url("https://user:pw@idp.example.com/").is_err());
         assert!(check_idp_url("not a url").is_err());
+    }
+
+    #[test]
+    fn urls_are_shown_without_userinfo() {
+        assert_eq!(
+            redact_url("https://user:pw@host.example/p?q=a@b"),
+            "https://***@host.example/p?q=a@b"
+        );
+        assert_eq!(redact_url("https://a@b:pw@host/x"), "https://***@host/x");
+        assert_eq!(redact_url("https://host/path@x"), "https://host/path@x");
+        assert_eq!(redact_url("user:pw@host"), "***@host");
+        assert_eq!(redact_url("https://u:pw@ho st"), "https://***@ho st");
+        assert_eq!(redact_url("https://host"), "https://host");
+        for bad in [
+            "https://user:pw@idp.example.com/",
+            "http://user:pw@idp.example.com/",
+            "ftp://user:pw@idp.example.com/",
+            "https://user:pw@idp exa mple.com/",
+            "http://user:pw@[::1",
+        ] {
+            let e = check_idp_url(bad).unwrap_err();
+            assert!(!e.contains("pw"), "{e}");
+        }
     }
 
     #[test]

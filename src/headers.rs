@@ -3,6 +3,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::identity::Identity;
+use crate::session::find_cookie_and_rest;
 
 /// `X-Forwarded-User`: the user id.
 pub(crate) const FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
@@ -81,38 +82,49 @@ pub(crate) fn set_identity_headers(headers: &mut HeaderMap, identity: &Identity)
 pub(crate) fn remove_session_credential(headers: &mut HeaderMap, name: &str) {
     let bearer = headers
         .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+        .is_some_and(|v| v.len() > 7 && v.as_bytes()[..7].eq_ignore_ascii_case(b"bearer "));
     if bearer {
         headers.remove(http::header::AUTHORIZATION);
+    }
+    remove_session_cookie(headers, name);
+}
+
+/// Removes every `name` cookie from the `Cookie` headers, keeping the other cookies' bytes as
+/// they came (in order), whether or not they are UTF-8. A header left empty is removed.
+pub(crate) fn remove_session_cookie(headers: &mut HeaderMap, name: &str) {
+    let name = name.as_bytes();
+    let holds_ours = |v: &HeaderValue| find_cookie_and_rest(v.as_bytes(), name).is_some();
+    // The common case (no session cookie) costs one scan and no allocation.
+    if !headers.get_all(http::header::COOKIE).iter().any(holds_ours) {
+        return;
     }
     let cookies: Vec<HeaderValue> = headers
         .get_all(http::header::COOKIE)
         .iter()
         .cloned()
         .collect();
-    if cookies.is_empty() {
-        return;
-    }
     headers.remove(http::header::COOKIE);
     for value in cookies {
-        let Ok(text) = value.to_str() else {
-            // Not text: it cannot hold our token as we read it; keep it as it came.
+        if !holds_ours(&value) {
             headers.append(http::header::COOKIE, value);
             continue;
-        };
-        let kept: Vec<&str> = text
-            .split(';')
-            .map(str::trim)
-            .filter(|pair| {
-                !pair.is_empty()
-                    && pair
-                        .strip_prefix(name)
-                        .is_none_or(|rest| !rest.starts_with('='))
-            })
-            .collect();
+        }
+        let mut kept: Vec<u8> = Vec::with_capacity(value.len());
+        for pair in value.as_bytes().split(|&b| b == b';') {
+            let pair = pair.trim_ascii();
+            let ours = pair
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(b"="));
+            if pair.is_empty() || ours {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(pair);
+        }
         if !kept.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+            && let Ok(v) = HeaderValue::from_bytes(&kept)
         {
             headers.append(http::header::COOKIE, v);
         }
@@ -161,6 +173,25 @@ mod tests {
         let mut h = HeaderMap::new();
         set_identity_headers(&mut h, &identity);
         assert_eq!(h[FORWARDED_GROUPS], "devs,ops");
+    }
+
+    #[test]
+    fn session_cookie_removed_from_a_header_that_is_not_utf8() {
+        let mut h = HeaderMap::new();
+        h.append(
+            "cookie",
+            HeaderValue::from_bytes(b"lang=fran\xe7ais; token=secret; b=\xff").unwrap(),
+        );
+        h.append(
+            "cookie",
+            HeaderValue::from_bytes(b"other=\xe9t\xe9").unwrap(),
+        );
+        remove_session_cookie(&mut h, "token");
+        let cookies: Vec<&[u8]> = h.get_all("cookie").iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(
+            cookies,
+            [&b"lang=fran\xe7ais; b=\xff"[..], &b"other=\xe9t\xe9"[..]]
+        );
     }
 
     #[test]

@@ -7,13 +7,15 @@ use tower::util::BoxCloneSyncService;
 use tower_layer::Layer;
 
 use crate::cache::{CacheError, CacheRequest, CacheResponse, MokaVerifierCache, VerifierCache};
+use crate::client_addr::{IpRange, TrustedProxies};
 use crate::clock::Clock;
-use crate::config::{ConfigErrors, Problems};
+use crate::config::{ConfigErrors, Problems, redact_url};
 use crate::http::{HttpClient, HttpClientConfig, HttpError, HttpRequest, HttpResponse};
 use crate::identity::Identity;
 use crate::path::{PathPattern, PublicPaths, is_plain};
 use crate::policy::{AccessPolicy, UiAccessMode};
 use crate::provider::Provider;
+use crate::rate_limit::{RateLimiter, RateLimits};
 use crate::redirect::RedirectPolicy;
 use crate::revocation::{
     RevocationError, RevocationFeed, RevocationRequest, RevocationResponse, RevocationSync,
@@ -216,6 +218,10 @@ pub(crate) struct Shared {
     pub(crate) revocations: Option<RevocationSync>,
     pub(crate) backends: Backends,
     pub(crate) clock: Clock,
+    /// Per-client limits on login starts and callbacks.
+    pub(crate) rate_limiter: RateLimiter,
+    /// The proxies whose `X-Forwarded-For` names the client.
+    pub(crate) trusted_proxies: TrustedProxies,
 }
 
 impl Shared {
@@ -279,6 +285,8 @@ pub struct SsoLayerBuilder {
     http_config: HttpClientConfig,
     clock: Option<Clock>,
     remembered_sessions: Option<u64>,
+    rate_limits: Option<RateLimits>,
+    trusted_proxies: Vec<String>,
     pub(crate) env_problems: Vec<crate::config::ConfigError>,
 }
 
@@ -469,6 +477,10 @@ impl SsoLayerBuilder {
     /// LiteLLM UI backend reads it); turn it on when the inner service is a proxy to an upstream
     /// that must not receive a gateway-wide credential. The [`Identity`](crate::Identity) (and the
     /// identity headers, when on) still tell it who the user is.
+    ///
+    /// On [public paths](Self::public_paths) the session cookie is removed too (browsers send
+    /// the `Path=/` cookie everywhere); a Bearer header there is left alone, since the client sent
+    /// it to that route on purpose. Other cookies are kept byte for byte, UTF-8 or not.
     pub fn strip_session_token(mut self, on: bool) -> Self {
         self.strip_session_token = on;
         self
@@ -575,6 +587,36 @@ impl SsoLayerBuilder {
         self
     }
 
+    /// Per-client rate limits on login starts and callbacks (default [`RateLimits::default`]:
+    /// 60 a minute with bursts of 20, each; [`RateLimits::disabled`] switches them off). A
+    /// refused request gets 429 with `Retry-After` and the usual JSON error body. Protected
+    /// requests are never rate limited.
+    ///
+    /// The client is the connection's peer address, read from the request extensions
+    /// ([`ClientAddr`](crate::ClientAddr), or axum's `ConnectInfo<SocketAddr>` with the `axum`
+    /// feature), or the `X-Forwarded-For` client when the peer is a
+    /// [trusted proxy](Self::trusted_proxies). Requests without an address share one bucket
+    /// with [larger limits](RateLimits::unknown_client_factor).
+    pub fn rate_limits(mut self, limits: RateLimits) -> Self {
+        self.rate_limits = Some(limits);
+        self
+    }
+
+    /// Reverse proxies whose `X-Forwarded-For` header is believed (`SSO_TRUSTED_PROXIES`):
+    /// addresses or CIDR ranges, IPv4 or IPv6, for example `["10.0.0.0/8", "127.0.0.1"]`.
+    /// None by default: the header is ignored. When the peer is a trusted proxy, the client is
+    /// the right-most `X-Forwarded-For` address that is not itself a trusted proxy. Entries that
+    /// do not parse are reported by [`build`](Self::build).
+    pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.trusted_proxies
+            .extend(proxies.into_iter().map(Into::into));
+        self
+    }
+
     /// The clock (tests use [`Clock::manual`]).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
@@ -590,8 +632,9 @@ impl SsoLayerBuilder {
                 p.add("base_url (PROXY_BASE_URL)", "is not set");
                 None
             }
-            Some(raw) => match url::Url::parse(raw) {
+            Some(raw) => match url::Url::parse(raw).map_err(|e| (e, redact_url(raw))) {
                 Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                    let raw = redact_url(raw);
                     p.add(
                         "base_url (PROXY_BASE_URL)",
                         format!("{raw:?} must be an http or https URL"),
@@ -603,6 +646,7 @@ impl SsoLayerBuilder {
                         || u.fragment().is_some()
                         || !u.username().is_empty() =>
                 {
+                    let raw = redact_url(raw);
                     p.add(
                         "base_url (PROXY_BASE_URL)",
                         format!("{raw:?} must not carry credentials, a query or a fragment"),
@@ -610,11 +654,12 @@ impl SsoLayerBuilder {
                     None
                 }
                 Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+                    let raw = redact_url(raw);
                     p.add("base_url (PROXY_BASE_URL)", format!("{raw:?} has no host"));
                     None
                 }
                 Ok(u) => Some(u),
-                Err(e) => {
+                Err((e, raw)) => {
                     p.add(
                         "base_url (PROXY_BASE_URL)",
                         format!("{raw:?} is not a valid URL ({e})"),
@@ -694,8 +739,18 @@ impl SsoLayerBuilder {
                 Ok(u) if matches!(u.scheme(), "http" | "https") => {}
                 _ => p.add(
                     "logout_url (PROXY_LOGOUT_URL)",
-                    format!("{l:?} must be an absolute http(s) URL"),
+                    format!("{:?} must be an absolute http(s) URL", redact_url(l)),
                 ),
+            }
+        }
+
+        let rate_limits = self.rate_limits.unwrap_or_default();
+        rate_limits.validate(&mut p);
+        let mut trusted = Vec::new();
+        for raw in &self.trusted_proxies {
+            match IpRange::parse(raw) {
+                Ok(r) => trusted.push(r),
+                Err(e) => p.add("trusted_proxies (SSO_TRUSTED_PROXIES)", e),
             }
         }
 
@@ -781,6 +836,8 @@ impl SsoLayerBuilder {
             revocations,
             backends: self.backends,
             clock,
+            rate_limiter: RateLimiter::new(rate_limits),
+            trusted_proxies: TrustedProxies::new(trusted),
         };
         Ok(SsoLayer {
             shared: Arc::new(shared),

@@ -13,7 +13,8 @@
 //!      signed for that purpose carries the flow id and a hash of the state and binds the login
 //!      to this browser, and the browser is sent to the identity provider. A
 //!      `return_to` parameter says where to land afterwards (validated: relative paths on our
-//!      origin, or absolute URLs on [allowed domains](SsoLayerBuilder::allowed_redirect_domains)).
+//!      origin, or absolute URLs on [allowed domains](SsoLayerBuilder::allowed_redirect_domains));
+//!      it travels in the signed flow cookie, so the cached record stays small and fixed-size.
 //!    - `GET /sso/callback` checks the flow cookie against `state` and takes the flow record
 //!      (single use) *before* anything is redeemed, checks the `iss` response parameter (RFC 9207),
 //!      exchanges the code, verifies the id_token (JWKS signature, `iss`, `aud`, `exp`, `iat`,
@@ -22,6 +23,10 @@
 //!      [user store](store), sets the `token` session cookie and redirects.
 //!    - `GET /sso/get/ui_settings` and `GET /sso/readiness` (both need a session), and
 //!      `GET|POST /sso/logout`.
+//!
+//!    Login starts and callbacks are [rate limited](SsoLayerBuilder::rate_limits) per client
+//!    ([`ClientAddr`], axum's `ConnectInfo`, or a
+//!    [trusted proxy](SsoLayerBuilder::trusted_proxies)'s `X-Forwarded-For`).
 //! 2. **Public paths** ([`SsoLayerBuilder::public_paths`]) go straight through.
 //! 3. **Everything else is protected.** The session token comes from the `token` cookie or an
 //!    `Authorization: Bearer` header and is verified ([`session`]). With a valid session the
@@ -139,6 +144,7 @@
 pub mod body;
 pub mod cache;
 pub mod claims;
+mod client_addr;
 pub mod clock;
 pub mod config;
 mod endpoints;
@@ -157,6 +163,7 @@ mod path;
 pub mod policy;
 pub mod provider;
 mod random;
+mod rate_limit;
 pub mod redirect;
 mod remembered;
 pub mod revocation;
@@ -169,9 +176,11 @@ pub mod store;
 pub mod testing;
 
 pub use crate::body::ResponseBody;
+pub use crate::client_addr::ClientAddr;
 pub use crate::config::{ConfigError, ConfigErrors};
 pub use crate::error::SsoError;
 pub use crate::future::ResponseFuture;
 pub use crate::identity::{Identity, IdentityData, SsoUser, UserRole};
 pub use crate::layer::{Backends, SsoLayer, SsoLayerBuilder};
+pub use crate::rate_limit::{RateLimit, RateLimits};
 pub use crate::service::SsoService;

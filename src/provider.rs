@@ -38,7 +38,9 @@ pub enum ProviderKind {
 ///     .scopes(["openid", "email", "profile", "groups"]);
 /// # let _ = okta;
 /// ```
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output shows the client secret and the values of extra token headers as `***`.
+#[derive(Clone)]
 pub struct Provider {
     pub(crate) name: String,
     pub(crate) kind: ProviderKind,
@@ -56,6 +58,38 @@ pub struct Provider {
     pub(crate) extra_headers: Vec<(String, String)>,
     pub(crate) static_state: Option<String>,
     pub(crate) claims: ClaimMapping,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// Header names as they are, values hidden (they are often API keys).
+        struct Redacted<'a>(&'a [(String, String)]);
+        impl std::fmt::Debug for Redacted<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_list()
+                    .entries(self.0.iter().map(|(name, _)| (name, "***")))
+                    .finish()
+            }
+        }
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field("issuer", &self.issuer)
+            .field("authorization_endpoint", &self.authorization_endpoint)
+            .field("token_endpoint", &self.token_endpoint)
+            .field("userinfo_endpoint", &self.userinfo_endpoint)
+            .field("jwks_uri", &self.jwks_uri)
+            .field("end_session_endpoint", &self.end_session_endpoint)
+            .field("scopes", &self.scopes)
+            .field("pkce", &self.pkce)
+            .field("client_auth", &self.client_auth)
+            .field("extra_headers", &Redacted(&self.extra_headers))
+            .field("static_state", &self.static_state)
+            .field("claims", &self.claims)
+            .finish()
+    }
 }
 
 impl Provider {

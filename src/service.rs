@@ -8,7 +8,9 @@ use tower_service::Service;
 use crate::body::ResponseBody;
 use crate::endpoints;
 use crate::future::ResponseFuture;
-use crate::headers::{remove_session_credential, set_identity_headers, strip_identity_headers};
+use crate::headers::{
+    remove_session_cookie, remove_session_credential, set_identity_headers, strip_identity_headers,
+};
 use crate::layer::{Shared, SsoLayer};
 use crate::session::session_token;
 use std::sync::Arc;
@@ -85,8 +87,14 @@ where
             ));
         }
 
-        // 2. Public paths go straight through.
+        // 2. Public paths go straight through (without the session cookie, when the credential
+        //    is kept from the inner service: the cookie is `Path=/`, so browsers send it here
+        //    too). A Bearer header on a public path is left alone: the client sent it to this
+        //    route on purpose (an API key, say), it is not ambient like a cookie.
         if self.shared.public.matches(req.uri().path()) {
+            if self.shared.strip_session_token {
+                remove_session_cookie(req.headers_mut(), &self.shared.cookie.name);
+            }
             return ResponseFuture::inner(self.call_inner(req));
         }
 

@@ -10,8 +10,9 @@
 //! Verified sessions are remembered (bounded, each until its own expiry), so a repeat request costs
 //! one in-process lookup; revocation is in-process too.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -200,18 +201,81 @@ struct CodecInner {
     fields: SessionFields,
     clock: Clock,
     verified: crate::remembered::Remembered,
-    revoked: moka::sync::Cache<String, u64>,
+    revoked: RevokedSessions,
 }
 
-struct UntilRevocationEnds;
+/// The sessions revoked in this process, each kept until its token expires (plus a little
+/// leeway), then forgotten: an expired token is refused anyway.
+///
+/// Deliberately unbounded: a bounded set would have to drop revocations when full, and a
+/// dropped revocation is a logged-out session that works again. The size is bounded by the
+/// sessions issued within one session lifetime (each needs a real login at the identity
+/// provider, and login starts and callbacks are rate limited). One entry costs about 100 bytes
+/// (a 32-byte session id on the heap, its box, the expiry, the hash table's slot and spare
+/// capacity); a million revoked sessions, about 100 MB. Expired entries are pruned as the set
+/// grows (amortised, on insert), and a warning is logged each time it doubles past a million.
+struct RevokedSessions {
+    inner: RwLock<RevokedInner>,
+}
 
-impl moka::Expiry<String, u64> for UntilRevocationEnds {
-    fn expire_after_create(&self, _k: &String, exp: &u64, _at: Instant) -> Option<Duration> {
-        // Keep the revocation a little past the token's own expiry (clock leeway).
-        let now = Clock::system().now();
-        Some(Duration::from_secs(
-            exp.saturating_sub(now).saturating_add(120),
-        ))
+struct RevokedInner {
+    /// Session id → the instant (seconds) after which the entry is useless.
+    ids: HashMap<Box<str>, u64>,
+    /// Prune expired entries when the set reaches this size.
+    prune_at: usize,
+    /// Warn when the set reaches this size.
+    warn_at: usize,
+}
+
+impl RevokedSessions {
+    /// Kept this long past the token's own expiry (clock leeway between instances).
+    const LEEWAY_SECS: u64 = 120;
+    const FIRST_PRUNE: usize = 1024;
+    const FIRST_WARNING: usize = 1_000_000;
+
+    fn new() -> Self {
+        Self {
+            inner: RwLock::new(RevokedInner {
+                ids: HashMap::new(),
+                prune_at: Self::FIRST_PRUNE,
+                warn_at: Self::FIRST_WARNING,
+            }),
+        }
+    }
+
+    fn insert(&self, session_id: &str, expires_at: u64, now: u64) {
+        let until = expires_at.saturating_add(Self::LEEWAY_SECS);
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        inner.ids.insert(session_id.into(), until);
+        if inner.ids.len() >= inner.prune_at {
+            inner.ids.retain(|_, until| *until > now);
+            inner.prune_at = (inner.ids.len() * 2).max(Self::FIRST_PRUNE);
+        }
+        if inner.ids.len() >= inner.warn_at {
+            tracing::warn!(
+                entries = inner.ids.len(),
+                approx_bytes = inner.ids.len() * 100,
+                "the in-process set of revoked sessions is large (every entry is kept until its session expires); shorter sessions keep it smaller"
+            );
+            inner.warn_at = inner.warn_at.saturating_mul(2);
+        }
+    }
+
+    fn contains(&self, session_id: &str) -> bool {
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .ids
+            .contains_key(session_id)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .ids
+            .len()
     }
 }
 
@@ -250,10 +314,7 @@ impl SessionCodec {
         validation.validate_exp = false;
         validation.leeway = 0;
         let verified = crate::remembered::Remembered::new(remembered);
-        let revoked = moka::sync::Cache::builder()
-            .max_capacity(1_000_000)
-            .expire_after(UntilRevocationEnds)
-            .build();
+        let revoked = RevokedSessions::new();
         Self {
             inner: Arc::new(CodecInner {
                 encoding,
@@ -337,14 +398,14 @@ impl SessionCodec {
         if claims.exp <= now {
             return Err(SessionError::Expired);
         }
-        if self.inner.revoked.contains_key(&claims.jti) {
+        if self.inner.revoked.contains(&claims.jti) {
             return Err(SessionError::Revoked);
         }
         let identity = identity_from(claims);
         self.inner.verified.insert(token, identity.clone(), now);
         // A logout that ran between the check above and the insert may have missed this entry:
         // look again now that it is visible (revoke inserts first, then invalidates).
-        if self.inner.revoked.contains_key(identity.session_id()) {
+        if self.inner.revoked.contains(identity.session_id()) {
             self.inner.verified.remove(token);
             return Err(SessionError::Revoked);
         }
@@ -352,15 +413,18 @@ impl SessionCodec {
     }
 
     /// Revokes the session with id `session_id` (expiring at `expires_at`) in this process: later
-    /// requests carrying it are refused.
+    /// requests carrying it are refused. The revocation is kept until the session expires,
+    /// however many there are (see the module docs for the memory this takes).
     pub fn revoke(&self, session_id: &str, expires_at: u64) {
-        self.inner.revoked.insert(session_id.to_owned(), expires_at);
+        self.inner
+            .revoked
+            .insert(session_id, expires_at, self.inner.clock.now());
         self.inner.verified.remove_session(session_id);
     }
 
     /// Whether a session id has been revoked in this process.
     pub fn is_revoked(&self, session_id: &str) -> bool {
-        self.inner.revoked.contains_key(session_id)
+        self.inner.revoked.contains(session_id)
     }
 }
 
@@ -383,29 +447,46 @@ fn identity_from(claims: SessionClaims) -> Identity {
 /// Public only for `benches/gate.rs`; not part of the supported API.
 #[doc(hidden)]
 pub fn find_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    find_cookie_and_rest(header, name).map(|(value, _)| value)
+    find_cookie_and_rest(header.as_bytes(), name.as_bytes())
+        .and_then(|(value, _)| std::str::from_utf8(value).ok())
 }
 
-/// The value of cookie `name` and the rest of the header after its pair.
-fn find_cookie_and_rest<'a>(header: &'a str, name: &str) -> Option<(&'a str, &'a str)> {
+/// The value of cookie `name` and the rest of the header after its pair, byte-wise: the names
+/// and values we look for are ASCII, and the bytes of other cookies (a sibling app's Latin-1
+/// cookie, say) do not matter.
+pub(crate) fn find_cookie_and_rest<'a>(
+    header: &'a [u8],
+    name: &[u8],
+) -> Option<(&'a [u8], &'a [u8])> {
     // The same as `header.split(';').find_map(..)`, with a faster search for the `;` that ends a
-    // pair: the pair we are after is a ~700-byte token, and `str::split` looks for `;` a word at a
+    // pair: the pair we are after is a ~700-byte token, and `split` looks for `;` a byte at a
     // time.
     let mut rest = header;
     loop {
-        let (pair, next) = match find_semicolon(rest.as_bytes()) {
+        let (pair, next) = match find_semicolon(rest) {
             Some(i) => (&rest[..i], Some(&rest[i + 1..])),
             None => (rest, None),
         };
         if let Some(value) = pair
-            .trim_start()
+            .trim_ascii_start()
             .strip_prefix(name)
-            .and_then(|r| r.strip_prefix('='))
+            .and_then(|r| r.strip_prefix(b"="))
         {
-            return Some((value.trim_end().trim_matches('"'), next.unwrap_or("")));
+            return Some((trim_quotes(value.trim_ascii_end()), next.unwrap_or(b"")));
         }
         rest = next?;
     }
+}
+
+/// `value` without surrounding `"` (all of them, like `str::trim_matches('"')`).
+fn trim_quotes(mut value: &[u8]) -> &[u8] {
+    while let [b'"', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b'"'] = value {
+        value = rest;
+    }
+    value
 }
 
 /// The position of the first `;` in `bytes`, looked for a block at a time (the compiler turns
@@ -426,6 +507,9 @@ fn find_semicolon(bytes: &[u8]) -> Option<usize> {
         .map(|i| offset + i)
 }
 
+/// Stands for a cookie value that is not UTF-8 (never a valid token).
+const NOT_TEXT: &str = "\u{FFFD}";
+
 /// A request carries two different values for one cookie.
 pub(crate) struct AmbiguousCookie;
 
@@ -438,10 +522,12 @@ pub(crate) fn unique_cookie<'a>(
 ) -> Result<Option<&'a str>, AmbiguousCookie> {
     let mut found: Option<&str> = None;
     for value in headers.get_all(http::header::COOKIE) {
-        let Ok(mut rest) = value.to_str() else {
-            continue;
-        };
-        while let Some((v, after)) = find_cookie_and_rest(rest, name) {
+        // Byte-wise: a header that is not UTF-8 (another app's Latin-1 cookie) still holds ours.
+        let mut rest = value.as_bytes();
+        while let Some((v, after)) = find_cookie_and_rest(rest, name.as_bytes()) {
+            // A value under our name that is not text is no token of ours, but it is a value:
+            // it counts (as something that never verifies) so ambiguity is still detected.
+            let v = std::str::from_utf8(v).unwrap_or(NOT_TEXT);
             if !v.is_empty() {
                 match found {
                     Some(seen) if seen != v => return Err(AmbiguousCookie),
@@ -622,6 +708,41 @@ mod tests {
         c.verify(&token).unwrap();
         c.revoke(id.session_id(), id.expires_at());
         assert_eq!(c.verify(&token), Err(SessionError::Revoked));
+    }
+
+    #[test]
+    fn more_revocations_than_the_old_bound_all_hold() {
+        // The set used to be bounded at 1 000 000 entries: past that, revocations were dropped
+        // (or never admitted) silently, and a logged-out session worked again.
+        let c = codec(Clock::manual());
+        let exp = Clock::system().now() + 3600;
+        let n: u32 = 1_000_000 + 2_000;
+        for i in 0..n {
+            c.revoke(&format!("jti-{i}"), exp);
+        }
+        let missing: Vec<u32> = (0..n)
+            .filter(|i| !c.is_revoked(&format!("jti-{i}")))
+            .take(5)
+            .collect();
+        assert!(missing.is_empty(), "dropped revocations, e.g. {missing:?}");
+    }
+
+    #[test]
+    fn revocations_are_forgotten_once_their_sessions_expire() {
+        let clock = Clock::manual();
+        let c = codec(clock.clone());
+        let now = clock.now();
+        for i in 0..3000 {
+            c.revoke(&format!("short-{i}"), now + 10);
+        }
+        c.revoke("long", now + 7200);
+        assert!(c.is_revoked("short-0") && c.is_revoked("long"));
+        clock.advance(10 + RevokedSessions::LEEWAY_SECS as i64 + 1);
+        for i in 0..3000 {
+            c.revoke(&format!("later-{i}"), clock.now() + 3600);
+        }
+        assert!(c.inner.revoked.len() < 4000, "{}", c.inner.revoked.len());
+        assert!(c.is_revoked("long") && c.is_revoked("later-0") && c.is_revoked("later-2999"));
     }
 
     #[test]

@@ -94,11 +94,17 @@ impl MokaVerifierCache {
     pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
     /// A cache holding at most `max_capacity` bytes (keys, values and a small per-entry
-    /// overhead), so that unauthenticated login starts cannot grow it without bound; the least
-    /// useful entries are evicted first when it is full.
+    /// overhead), so that unauthenticated login starts cannot grow it without bound.
+    ///
+    /// When it is full, the least recently used entries are evicted to make room (LRU): a `Put`
+    /// that reports success is always there for the next `Take` or `Get` (until it expires or
+    /// is itself evicted by newer entries). moka's default admission policy (TinyLFU) would
+    /// instead refuse a new entry that looks less popular than the ones it would evict, after
+    /// reporting it stored: a flood of login starts could then lock real users out.
     pub fn new(max_capacity: u64) -> Self {
         let inner = Cache::builder()
             .max_capacity(max_capacity)
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
             .weigher(|k: &String, v: &Slot| {
                 u32::try_from(k.len().saturating_add(v.value.len()))
                     .unwrap_or(u32::MAX)
@@ -422,6 +428,48 @@ mod tests {
         }
         c.inner.run_pending_tasks().await;
         assert!(c.entry_count() <= 10, "entry_count = {}", c.entry_count());
+    }
+
+    #[tokio::test]
+    async fn a_full_cache_keeps_what_it_reports_stored() {
+        // Fill a small cache with entries that are read often (what a flood of login starts,
+        // each polled, looks like to a frequency-based admission policy).
+        let c = MokaVerifierCache::new(16 * 1024);
+        let junk = Bytes::from(vec![b'x'; 200]);
+        for i in 0..400 {
+            let key = format!("junk{i}");
+            let req = CacheRequest::Put {
+                key: key.clone(),
+                value: junk.clone(),
+                ttl: LONG,
+                only_if_absent: true,
+            };
+            call(&c, req).await;
+            c.inner.run_pending_tasks().await;
+            for _ in 0..3 {
+                call(&c, CacheRequest::Get { key: key.clone() }).await;
+                c.inner.run_pending_tasks().await;
+            }
+        }
+        c.inner.run_pending_tasks().await;
+        // A real user's login state: stored, so it must be there.
+        for i in 0..20 {
+            let key = format!("real{i}");
+            let req = CacheRequest::Put {
+                key: key.clone(),
+                value: Bytes::from(vec![b'r'; 400]),
+                ttl: LONG,
+                only_if_absent: true,
+            };
+            assert_eq!(call(&c, req).await, CacheResponse::Stored(true));
+            c.inner.run_pending_tasks().await;
+            assert_eq!(
+                call(&c, CacheRequest::Take { key }).await,
+                CacheResponse::Value(Some(Bytes::from(vec![b'r'; 400]))),
+                "entry {i} was reported stored but is gone"
+            );
+        }
+        assert!(c.inner.weighted_size() <= 16 * 1024);
     }
 
     #[tokio::test]

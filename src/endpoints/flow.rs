@@ -1,10 +1,14 @@
 //! The state of one login between its start and its callback.
 //!
-//! The record (PKCE verifier, nonce, state, return target, provider) lives in the verifier cache
-//! under a random flow id for 600 s and is taken exactly once. The browser holds a flow cookie: a
-//! JWT signed with a key derived for this purpose alone, naming the cookie, the flow id and a
-//! hash of the state, so the callback can check that *this* browser started *this* login before
-//! anything is redeemed.
+//! The secrets (PKCE verifier, nonce, and a hash of the state) live in the verifier cache under a
+//! random flow id for 600 s and are taken exactly once. The cached record is small and of fixed
+//! size (about 170 bytes of JSON), whatever the request asked for, so login starts cannot fill
+//! the cache with large records. The browser holds a flow cookie: a JWT signed with a key derived
+//! for this purpose alone, naming the cookie, the flow id, a hash of the state, and the
+//! variable-length parts that need integrity but no secrecy (the provider, the return target and
+//! any CLI login handle), so the callback can check that *this* browser started *this* login
+//! before anything is redeemed. The cookie stays under [`MAX_FLOW_COOKIE_LEN`] bytes: a return
+//! target too long for it is dropped (the user lands on the UI path, as for an invalid one).
 
 use std::time::Duration;
 
@@ -48,8 +52,12 @@ pub(crate) fn cookie_from<'a>(
 }
 const FLOW_AUDIENCE: &str = "tower-sso:flow";
 
+/// The longest flow cookie value issued (and accepted): with its name and attributes it stays
+/// well under the 4096 bytes browsers keep for one cookie.
+pub(crate) const MAX_FLOW_COOKIE_LEN: usize = 3600;
+
 /// What the callback needs to finish a login.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct FlowRecord {
     pub(crate) provider: String,
     pub(crate) state: String,
@@ -59,6 +67,15 @@ pub(crate) struct FlowRecord {
     pub(crate) cli: Option<String>,
 }
 
+/// What the verifier cache holds: fixed-size secrets only (each 43 characters).
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedFlow {
+    /// The state's hash (the state itself may be a configured static value of any length).
+    sth: String,
+    nonce: String,
+    verifier: Option<String>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct FlowClaims {
     fid: String,
@@ -66,6 +83,24 @@ struct FlowClaims {
     cookie: String,
     aud: String,
     exp: u64,
+    /// The provider the login was started with.
+    prv: String,
+    /// The validated return target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rt: Option<String>,
+    /// The CLI login handle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cli: Option<String>,
+}
+
+/// A flow cookie checked against the callback's `state`: what it vouches for.
+#[derive(Debug)]
+pub(crate) struct OpenedFlow {
+    flow_id: String,
+    state: String,
+    provider: String,
+    return_to: Option<String>,
+    cli: Option<String>,
 }
 
 pub(crate) fn cache_key(flow_id: &str) -> String {
@@ -76,30 +111,59 @@ fn state_hash(state: &str) -> String {
     base64url(digest::digest(&digest::SHA256, state.as_bytes()).as_ref())
 }
 
-/// Signs the flow cookie value.
-pub(crate) fn seal(shared: &Shared, flow_id: &str, state: &str) -> Result<String, SsoError> {
-    let claims = FlowClaims {
+/// Signs the flow cookie value. A return target that would make the cookie longer than
+/// [`MAX_FLOW_COOKIE_LEN`] is left out.
+pub(crate) fn seal(
+    shared: &Shared,
+    flow_id: &str,
+    record: &FlowRecord,
+) -> Result<String, SsoError> {
+    let mut claims = FlowClaims {
         fid: flow_id.to_owned(),
-        sth: state_hash(state),
+        sth: state_hash(&record.state),
         cookie: cookie_name_and_path(shared).0.to_owned(),
         aud: FLOW_AUDIENCE.to_owned(),
         exp: shared.clock.now() + FLOW_TTL.as_secs(),
+        prv: record.provider.clone(),
+        rt: record.return_to.clone(),
+        cli: record.cli.clone(),
     };
     let key = EncodingKey::from_secret(&shared.flow_key)
         .map_err(|_| SsoError::internal("flow key unusable"))?;
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
-        .map_err(|_| SsoError::internal("could not sign the login state"))
+    let sign = |claims: &FlowClaims| {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key)
+            .map_err(|_| SsoError::internal("could not sign the login state"))
+    };
+    let mut sealed = sign(&claims)?;
+    if sealed.len() > MAX_FLOW_COOKIE_LEN && claims.rt.is_some() {
+        tracing::debug!(
+            len = sealed.len(),
+            "return target too long for the login state cookie: left out"
+        );
+        claims.rt = None;
+        sealed = sign(&claims)?;
+    }
+    if sealed.len() > MAX_FLOW_COOKIE_LEN {
+        return Err(SsoError::internal(
+            "the login state does not fit in a cookie",
+        ));
+    }
+    Ok(sealed)
 }
 
-/// Checks the flow cookie against the `state` the IdP sent back; returns the flow id.
-pub(crate) fn open(shared: &Shared, cookie: Option<&str>, state: &str) -> Result<String, SsoError> {
+/// Checks the flow cookie against the `state` the IdP sent back.
+pub(crate) fn open(
+    shared: &Shared,
+    cookie: Option<&str>,
+    state: &str,
+) -> Result<OpenedFlow, SsoError> {
     let cookie = cookie.filter(|c| !c.is_empty()).ok_or_else(|| {
         SsoError::unauthorized(
             "login state cookie missing: start the login again from this browser",
         )
         .with_param("state")
     })?;
-    if cookie.len() > 2048 {
+    if cookie.len() > MAX_FLOW_COOKIE_LEN {
         return Err(SsoError::unauthorized("login state cookie invalid").with_param("state"));
     }
     let key = DecodingKey::from_secret(&shared.flow_key)
@@ -127,7 +191,23 @@ pub(crate) fn open(shared: &Shared, cookie: Option<&str>, state: &str) -> Result
             SsoError::unauthorized("login state does not match this browser").with_param("state"),
         );
     }
-    Ok(claims.fid)
+    Ok(OpenedFlow {
+        flow_id: claims.fid,
+        state: state.to_owned(),
+        provider: claims.prv,
+        return_to: claims.rt,
+        cli: claims.cli,
+    })
+}
+
+/// The fixed-size value cached for a login.
+fn cached_value(record: &FlowRecord) -> Result<Vec<u8>, SsoError> {
+    serde_json::to_vec(&CachedFlow {
+        sth: state_hash(&record.state),
+        nonce: record.nonce.clone(),
+        verifier: record.verifier.clone(),
+    })
+    .map_err(|_| SsoError::internal("could not encode the login state"))
 }
 
 /// Stores a new flow record; fails if the (random) flow id were ever taken.
@@ -136,8 +216,7 @@ pub(crate) async fn store(
     flow_id: &str,
     record: &FlowRecord,
 ) -> Result<(), SsoError> {
-    let value = serde_json::to_vec(record)
-        .map_err(|_| SsoError::internal("could not encode the login state"))?;
+    let value = cached_value(record)?;
     let stored = crate::cache::put(
         &shared.cache,
         cache_key(flow_id),
@@ -159,9 +238,9 @@ pub(crate) async fn store(
     }
 }
 
-/// Takes the flow record (single use).
-pub(crate) async fn take(shared: &Shared, flow_id: &str) -> Result<FlowRecord, SsoError> {
-    let value = crate::cache::take(&shared.cache, cache_key(flow_id))
+/// Takes the flow record (single use): the cached secrets, with what the cookie vouched for.
+pub(crate) async fn take(shared: &Shared, opened: &OpenedFlow) -> Result<FlowRecord, SsoError> {
+    let value = crate::cache::take(&shared.cache, cache_key(&opened.flow_id))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "verifier cache failed on take");
@@ -175,6 +254,60 @@ pub(crate) async fn take(shared: &Shared, flow_id: &str) -> Result<FlowRecord, S
         )
         .with_param("state")
     })?;
-    serde_json::from_slice(&value)
-        .map_err(|_| SsoError::unauthorized("login state unreadable").with_param("state"))
+    let cached: CachedFlow = serde_json::from_slice(&value)
+        .map_err(|_| SsoError::unauthorized("login state unreadable").with_param("state"))?;
+    // The cookie's state hash was checked against the request; the cached one must match too.
+    if constant_time::verify_slices_are_equal(
+        cached.sth.as_bytes(),
+        state_hash(&opened.state).as_bytes(),
+    )
+    .is_err()
+    {
+        return Err(SsoError::unauthorized("login state does not match").with_param("state"));
+    }
+    Ok(FlowRecord {
+        provider: opened.provider.clone(),
+        state: opened.state.clone(),
+        nonce: cached.nonce,
+        verifier: cached.verifier,
+        return_to: opened.return_to.clone(),
+        cli: opened.cli.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(return_to: Option<String>) -> FlowRecord {
+        FlowRecord {
+            provider: "generic".into(),
+            state: oauth2::CsrfToken::new_random_len(32).secret().clone(),
+            nonce: oauth2::CsrfToken::new_random_len(32).secret().clone(),
+            verifier: Some(
+                oauth2::PkceCodeChallenge::new_random_sha256()
+                    .1
+                    .secret()
+                    .clone(),
+            ),
+            return_to,
+            cli: None,
+        }
+    }
+
+    #[test]
+    fn the_cached_record_has_one_size_whatever_the_return_target() {
+        let small = cached_value(&record(None)).unwrap();
+        let empty = cached_value(&record(Some(String::new()))).unwrap();
+        let big = cached_value(&record(Some(format!("/{}", "a".repeat(2047))))).unwrap();
+        let mut cli = record(Some(format!("/{}", "b".repeat(2047))));
+        cli.cli = Some(format!("cli-{}", "x".repeat(124)));
+        cli.provider = "a-provider-with-a-long-name".into();
+        cli.state = "a configured static state of any length at all".repeat(10);
+        let cli = cached_value(&cli).unwrap();
+        assert_eq!(empty.len(), big.len());
+        assert_eq!(small.len(), big.len());
+        assert_eq!(cli.len(), big.len());
+        assert!(big.len() < 200, "{}", big.len());
+    }
 }

@@ -8,7 +8,7 @@ use oauth2::{CsrfToken, PkceCodeChallenge};
 
 use super::cookies::{clear_cookie, flow_cookie};
 use super::flow::{self, FLOW_TTL, FlowRecord};
-use super::{append_cookie, param, query_params, see_other};
+use super::{append_cookie, cross_site, param, query_params, see_other};
 use crate::error::SsoError;
 use crate::layer::Shared;
 use crate::session::token_from_headers;
@@ -90,7 +90,7 @@ pub(crate) async fn start(
         cli,
     };
     flow::store(shared, &flow_id, &record).await?;
-    let sealed = flow::seal(shared, &flow_id, &state)?;
+    let sealed = flow::seal(shared, &flow_id, &record)?;
 
     let mut res = see_other(url.as_str());
     let secure = shared.cookie.secure;
@@ -106,13 +106,17 @@ pub(crate) async fn start(
         ),
     );
     // A new login replaces any old session: the cookie is cleared, and a session the browser
-    // still presents is revoked so that a copy of it stops working too.
-    if let Some(token) = token_from_headers(&parts.headers, &shared.cookie.name)
-        && let Ok(old) = shared.sessions.verify(token)
-    {
-        shared.revoke(&old).await;
+    // still presents is revoked so that a copy of it stops working too. Not when another site
+    // sent the browser here (a link or an image on any page would otherwise log users out):
+    // the login may still start, and the callback replaces the cookie if it completes.
+    if !cross_site(&parts.headers) {
+        if let Some(token) = token_from_headers(&parts.headers, &shared.cookie.name)
+            && let Ok(old) = shared.sessions.verify(token)
+        {
+            shared.revoke(&old).await;
+        }
+        append_cookie(&mut res, &clear_cookie(&shared.cookie.name, "/", secure));
     }
-    append_cookie(&mut res, &clear_cookie(&shared.cookie.name, "/", secure));
     res.headers_mut().insert(
         header::REFERRER_POLICY,
         http::HeaderValue::from_static("no-referrer"),

@@ -16,11 +16,7 @@ pub(crate) async fn logout(
 ) -> Result<Response<Full<Bytes>>, SsoError> {
     // A cross-site page must not log users out (logout CSRF): browsers say where a request came
     // from in `Sec-Fetch-Site`.
-    let cross_site = parts
-        .headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
-    if cross_site {
+    if super::cross_site(&parts.headers) {
         return Err(SsoError::forbidden("cross-site logout refused"));
     }
     let mut provider = shared.providers.first();

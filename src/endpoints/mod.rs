@@ -12,6 +12,7 @@ use crate::future::EndpointFuture;
 use crate::identity::Identity;
 use crate::layer::Shared;
 use crate::path::is_plain;
+use crate::rate_limit::Action;
 use crate::session::{SessionError, session_token};
 
 mod callback;
@@ -85,6 +86,9 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str) -> Option<Endp
 /// Answers an endpoint.
 pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> EndpointFuture {
     Box::pin(async move {
+        if let Some(res) = rate_limited(&shared, endpoint, &parts) {
+            return res;
+        }
         let result = match endpoint {
             Endpoint::Login => login::start(&shared, &parts).await,
             Endpoint::Callback(index) => callback::finish(&shared, index, &parts).await,
@@ -100,6 +104,39 @@ pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> E
         };
         result.unwrap_or_else(SsoError::into_response)
     })
+}
+
+/// Takes a token from the client's bucket for a login start or a callback; a 429 with
+/// `Retry-After` when it is empty.
+fn rate_limited(
+    shared: &Shared,
+    endpoint: Endpoint,
+    parts: &Parts,
+) -> Option<Response<Full<Bytes>>> {
+    let action = match endpoint {
+        Endpoint::Login => Action::Login,
+        Endpoint::Callback(_) => Action::Callback,
+        _ => return None,
+    };
+    let peer = shared
+        .trusted_proxies
+        .client_ip(&parts.extensions, &parts.headers);
+    let retry_after = shared.rate_limiter.check(action, peer).err()?;
+    tracing::info!(client = ?peer.ip(), ?action, retry_after, "SSO rate limit reached");
+    let mut res = SsoError::too_many_requests(format!(
+        "too many login attempts from this address: try again in {retry_after} s"
+    ))
+    .into_response();
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    Some(res)
+}
+
+/// Whether a browser says another site sent this request (`Sec-Fetch-Site: cross-site`).
+pub(crate) fn cross_site(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
 }
 
 /// The session of a request to an endpoint that needs one (settings, readiness).
@@ -234,13 +271,36 @@ pub(crate) fn append_cookie(res: &mut Response<Full<Bytes>>, cookie: &str) {
     }
 }
 
+/// The most query parameters an endpoint request may carry. Logins and callbacks use a handful
+/// (an identity provider adds a few of its own); more is refused before it costs anything.
+pub(crate) const MAX_QUERY_PARAMS: usize = 64;
+
 /// The query parameters of a request. A parameter given twice is an error (no parameter
-/// pollution on the login and callback endpoints).
+/// pollution on the login and callback endpoints), and so are more than [`MAX_QUERY_PARAMS`].
 pub(crate) fn query_params(parts: &Parts) -> Result<Vec<(String, String)>, SsoError> {
-    let query = parts.uri.query().unwrap_or("");
+    parse_query(parts.uri.query().unwrap_or(""), &mut 0)
+}
+
+/// [`query_params`] of `query`; `steps` counts the pairs decoded and the key lookups made, so a
+/// test can see the work stays bounded whatever the query.
+///
+/// One pass: each pair is decoded once and its key looked up once in a hash set of the keys
+/// seen so far; decoding stops at the first pair past the bound.
+pub(crate) fn parse_query(
+    query: &str,
+    steps: &mut usize,
+) -> Result<Vec<(String, String)>, SsoError> {
     let mut out: Vec<(String, String)> = Vec::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        if out.iter().any(|(seen, _)| *seen == k) {
+        *steps += 1;
+        if out.len() == MAX_QUERY_PARAMS {
+            return Err(SsoError::bad_request(format!(
+                "more than {MAX_QUERY_PARAMS} query parameters"
+            )));
+        }
+        *steps += 1;
+        if !seen.insert(k.clone().into_owned()) {
             return Err(SsoError::bad_request(format!(
                 "query parameter {:?} given more than once",
                 html_escape(&k)
@@ -296,6 +356,47 @@ mod tests {
         assert!(!prefers_html(&h("text/html;q=0.5, application/json")));
         assert!(!prefers_html(&h("text/html;q=0")));
         assert!(!prefers_html(&http::HeaderMap::new()));
+    }
+
+    #[test]
+    fn query_parsing_is_linear_and_bounded() {
+        // 64 kB of distinct keys: refused after the bound, having looked at no more than it.
+        let query: String = (0..8000)
+            .map(|i| format!("k{i:05}=v"))
+            .collect::<Vec<_>>()
+            .join("&");
+        assert!(query.len() >= 64 * 1024);
+        let mut steps = 0;
+        let err = parse_query(&query, &mut steps).unwrap_err();
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        assert!(err.message().contains("more than 64"), "{}", err.message());
+        assert!(steps <= 2 * MAX_QUERY_PARAMS + 1, "{steps} steps");
+
+        // Up to the bound: every pair, each looked at once (linear, not quadratic).
+        let query: String = (0..MAX_QUERY_PARAMS)
+            .map(|i| format!("k{i}=v{i}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut steps = 0;
+        let params = parse_query(&query, &mut steps).unwrap();
+        assert_eq!(params.len(), MAX_QUERY_PARAMS);
+        assert_eq!(param(&params, "k0"), Some("v0"));
+        assert_eq!(param(&params, "k63"), Some("v63"));
+        assert_eq!(steps, 2 * MAX_QUERY_PARAMS);
+
+        // Repeated keys are still refused, wherever the repeat is.
+        let query = format!("{query}&k0=again");
+        let err = parse_query(&query, &mut 0).unwrap_err();
+        assert!(err.message().contains("more than"), "{}", err.message());
+        let err = parse_query("state=a&code=b&state=c", &mut 0).unwrap_err();
+        assert!(
+            err.message().contains("more than once"),
+            "{}",
+            err.message()
+        );
+        // Percent-encoded spellings of one key are the same key.
+        assert!(parse_query("state=a&st%61te=b", &mut 0).is_err());
+        assert_eq!(parse_query("", &mut 0).unwrap(), vec![]);
     }
 
     #[test]

@@ -16,6 +16,10 @@
 //! | `SSO_LINK_ACCOUNTS_BY_EMAIL` | `true` to link a login to a stored user by verified e-mail when its user id is unknown (default `false`; see [`SsoLayerBuilder::link_accounts_by_email`]) |
 //! | `SSO_STRIP_SESSION_TOKEN` | `true` to remove the session cookie / Bearer token before forwarding |
 //! | `SSO_SESSION_COOKIE_HTTP_ONLY` | `false` for a UI that reads the `token` cookie from JavaScript |
+//! | `SSO_RATE_LIMIT_LOGIN_PER_MINUTE` | login starts a minute per client (default 60; `0` switches the limit off); see [`SsoLayerBuilder::rate_limits`] |
+//! | `SSO_RATE_LIMIT_CALLBACK_PER_MINUTE` | callbacks a minute per client (default 60; `0` switches the limit off) |
+//! | `SSO_RATE_LIMIT_BURST` | the most login starts, and callbacks, a client may make at once (default 20) |
+//! | `SSO_TRUSTED_PROXIES` | comma-separated addresses or CIDR ranges (`10.0.0.0/8,127.0.0.1,fd00::/8`) of reverse proxies whose `X-Forwarded-For` names the client (default: none, the header is ignored); see [`SsoLayerBuilder::trusted_proxies`] |
 //! | `DEFAULT_INTERNAL_USER_PARAMS`, `DEFAULT_TEAM_PARAMS` | JSON defaults for users/teams created by SSO |
 //! | `REDIS_URL` | Redis for the verifier cache and shared revocation (feature `redis`): `redis://[:password@]host:port[/db]` |
 //! | `REDIS_HOST`, `REDIS_PORT` (default 6379), `REDIS_PASSWORD` | the same, LiteLLM's way (used when `REDIS_URL` is not set) |
@@ -45,6 +49,7 @@ use crate::identity::UserRole;
 use crate::layer::{SsoLayer, SsoLayerBuilder};
 use crate::policy::{AccessPolicy, UiAccessMode};
 use crate::provider::{ClientAuthMethod, Provider};
+use crate::rate_limit::{RateLimit, RateLimits};
 use crate::store::{NewTeamDefaults, NewUserDefaults};
 
 impl SsoLayer {
@@ -168,6 +173,7 @@ impl SsoLayerBuilder {
         b = b.link_accounts_by_email(link);
         let http_only = env.flag("SSO_SESSION_COOKIE_HTTP_ONLY", true);
         b = b.session_cookie_http_only(http_only);
+        b = rate_limits_from_env(&mut env, b);
         if let Some(json) = env.get("DEFAULT_INTERNAL_USER_PARAMS") {
             match parse_user_defaults(&json) {
                 Ok(d) => b = b.new_user_defaults(d),
@@ -246,6 +252,41 @@ impl SsoLayerBuilder {
         b.env_problems.extend(env.problems);
         b
     }
+}
+
+/// `SSO_RATE_LIMIT_*` and `SSO_TRUSTED_PROXIES`.
+fn rate_limits_from_env<F: Fn(&str) -> Option<String>>(
+    env: &mut Env<F>,
+    b: SsoLayerBuilder,
+) -> SsoLayerBuilder {
+    let mut number = |name: &str| -> Option<u32> {
+        let v = env.get(name)?;
+        match v.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                env.bad(name, format!("{v:?} is not a whole number"));
+                None
+            }
+        }
+    };
+    let login = number("SSO_RATE_LIMIT_LOGIN_PER_MINUTE");
+    let callback = number("SSO_RATE_LIMIT_CALLBACK_PER_MINUTE");
+    let burst = number("SSO_RATE_LIMIT_BURST");
+    let mut b = b;
+    if login.is_some() || callback.is_some() || burst.is_some() {
+        let default = RateLimits::DEFAULT;
+        let burst = burst.unwrap_or(default.burst());
+        let limit = |per_minute: Option<u32>| match per_minute.unwrap_or(default.per_minute()) {
+            0 => None,
+            n => Some(RateLimit::new(n, burst)),
+        };
+        b = b.rate_limits(
+            RateLimits::default()
+                .login(limit(login))
+                .callback(limit(callback)),
+        );
+    }
+    b.trusted_proxies(env.list("SSO_TRUSTED_PROXIES"))
 }
 
 /// `{FAMILY}_AUTHORIZATION_ENDPOINT`, `_TOKEN_ENDPOINT` and `_USERINFO_ENDPOINT`, when set,
@@ -463,6 +504,45 @@ mod tests {
         let e = build(&[]).unwrap_err();
         assert!(e.mentions("PROXY_BASE_URL"), "{e}");
         assert!(e.mentions("LITELLM_MASTER_KEY"), "{e}");
+    }
+
+    #[test]
+    fn rate_limits_and_trusted_proxies_from_env() {
+        let base = [
+            ("PROXY_BASE_URL", "https://gateway.example.com"),
+            ("LITELLM_MASTER_KEY", "sk-0123456789abcdef"),
+        ];
+        let layer = build(&base).unwrap();
+        assert_eq!(layer.shared.rate_limiter.limits(), &RateLimits::default());
+        let mut vars = base.to_vec();
+        vars.extend([
+            ("SSO_RATE_LIMIT_LOGIN_PER_MINUTE", "120"),
+            ("SSO_RATE_LIMIT_CALLBACK_PER_MINUTE", "0"),
+            ("SSO_RATE_LIMIT_BURST", "30"),
+            ("SSO_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1,fd00::/8"),
+        ]);
+        let layer = build(&vars).unwrap();
+        let limits = layer.shared.rate_limiter.limits();
+        assert_eq!(limits.login, Some(RateLimit::new(120, 30)));
+        assert_eq!(limits.callback, None);
+        let mut vars = base.to_vec();
+        vars.extend([
+            ("SSO_RATE_LIMIT_LOGIN_PER_MINUTE", "lots"),
+            ("SSO_RATE_LIMIT_BURST", "0"),
+            (
+                "SSO_TRUSTED_PROXIES",
+                "10.0.0.0/8,10.0.0.1/8,proxy.internal",
+            ),
+        ]);
+        let e = build(&vars).unwrap_err();
+        assert!(e.mentions("SSO_RATE_LIMIT_LOGIN_PER_MINUTE"), "{e}");
+        assert!(e.mentions("rate_limits (SSO_RATE_LIMIT_*)"), "{e}");
+        let proxies = e
+            .errors()
+            .iter()
+            .filter(|p| p.setting == "trusted_proxies (SSO_TRUSTED_PROXIES)")
+            .count();
+        assert_eq!(proxies, 2, "{e}");
     }
 
     #[test]
