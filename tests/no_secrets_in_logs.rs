@@ -1,11 +1,11 @@
 //! Secrets stay secret: with every log line captured at TRACE (from every crate, `log` records
 //! included), successful logins (opaque and JWT access tokens), failed ones (a forged state,
 //! token endpoint errors, bad id_tokens, a userinfo mismatch, an unreachable userinfo), a
-//! tampered session and a logout must not put any of these in a log line, a
-//! response body, a `Location`, or the `Debug` of an error the layer produced (responses the
-//! test app answers are not checked: it echoes the credentials it received on purpose): the access token,
-//! id token, refresh token, client secret, session secret, session token, authorization code,
-//! PKCE verifier, flow cookie value.
+//! tampered session and a logout must not put any of these in a log line, a response body, a
+//! `Location`, or the `Debug` of an error the layer produced: the access token, id token,
+//! refresh token, client secret, session secret, session token, authorization code, PKCE
+//! verifier, flow cookie value. (Responses the test app answers are not checked: it echoes the
+//! credentials it received on purpose.)
 //!
 //! The issued values come from the provider itself (`MockIdp::last_issued`), the others from the
 //! responses.
