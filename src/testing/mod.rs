@@ -406,7 +406,12 @@ impl MockIdpBuilder {
     /// Must be called within a Tokio runtime. Fails if the port cannot be bound or the key
     /// cannot be generated.
     pub async fn start(self) -> std::io::Result<MockIdp> {
-        let key = Arc::new(SigningKey::generate()?);
+        // Key generation blocks for a moment (longer on a loaded machine): off the runtime's
+        // threads, so it never stalls other tasks' requests (and their timeouts) on this one.
+        let key = tokio::task::spawn_blocking(SigningKey::generate)
+            .await
+            .map_err(std::io::Error::other)??;
+        let key = Arc::new(key);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await?;
         let addr = listener.local_addr()?;
         let mut users = self.users;
