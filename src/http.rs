@@ -135,6 +135,17 @@ async fn send(
             }
         })?;
     let (parts, body) = res.into_parts();
+    // A declared length over the cap is refused before a byte of the body is read. A body
+    // without one (or lying about it) is still cut at the cap by `Limited`, and one that drips
+    // forever under the cap by the caller's timeout, which covers the whole read.
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body as u64) {
+        return Err(HttpError::BodyTooLarge);
+    }
     let body = Limited::new(body, max_body).collect().await.map_err(|e| {
         if e.downcast_ref::<LengthLimitError>().is_some() {
             HttpError::BodyTooLarge
@@ -212,6 +223,32 @@ mod tests {
         (format!("http://{addr}"), count)
     }
 
+    /// A loopback server answering 200 with a chunked body that drips one byte every 50 ms,
+    /// forever (until the client goes away). Returns its base URL and whether the connection
+    /// is still being written to.
+    async fn drip_server() -> (String, Arc<std::sync::atomic::AtomicBool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let o = open.clone();
+        tokio::spawn(async move {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            o.store(true, Ordering::SeqCst);
+            let mut chunk = [0u8; 1024];
+            let _ = sock.read(&mut chunk).await;
+            let _ = sock
+                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await;
+            while sock.write_all(b"1\r\n \r\n").await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            o.store(false, Ordering::SeqCst);
+        });
+        (format!("http://{addr}"), open)
+    }
+
     fn get(url: &str) -> HttpRequest {
         http::Request::get(url)
             .header("accept", "application/json")
@@ -274,6 +311,39 @@ mod tests {
         assert_eq!(err, HttpError::Timeout);
         assert!(start.elapsed() < Duration::from_secs(5));
         assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn slow_drip_body_times_out_and_the_connection_is_dropped() {
+        let (url, open) = drip_server().await;
+        let client = default_client(&cfg(300, 1000));
+        let start = std::time::Instant::now();
+        let err = client.oneshot(get(&url)).await.unwrap_err();
+        assert_eq!(err, HttpError::Timeout);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        // The client hung up: the server's next write fails.
+        for _ in 0..100 {
+            if !open.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the dripping connection is still open");
+    }
+
+    #[tokio::test]
+    async fn declared_length_over_cap_is_refused_before_reading() {
+        // 50 MB declared, a few bytes sent, then the connection closes: refused for the declared
+        // length (without the check, it would be a broken body).
+        let (url, _) = raw_server(Some(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 52428800\r\n\r\n{\"a\":\"xxx\"".to_vec(),
+        ))
+        .await;
+        let client = default_client(&cfg(5000, 1000));
+        let start = std::time::Instant::now();
+        let err = client.oneshot(get(&url)).await.unwrap_err();
+        assert_eq!(err, HttpError::BodyTooLarge);
+        assert!(start.elapsed() < Duration::from_secs(2));
     }
 
     #[tokio::test]

@@ -4,8 +4,13 @@
 //! `/userinfo`, `/jwks`, `/logout`), signs RS256 id_tokens with a key generated at start, checks
 //! PKCE S256, client authentication, redirect URIs and single-use codes like a strict provider,
 //! and can be told to misbehave ([`Misbehaviour`]) in each of the ways a relying party must
-//! detect. It records every request it receives, so a test can assert that a rejected login
-//! never reached the token or userinfo endpoint.
+//! detect, including transport faults at one endpoint ([`Misbehaviour::Fault`]: no answer, a
+//! body that never ends, 50 MB, HTML, ...). It records every request it receives, so a test can
+//! assert that a rejected login never reached the token or userinfo endpoint, and the last
+//! credentials it issued ([`MockIdp::last_issued`]), so a test can assert they never leak.
+//!
+//! `/token` issues an access token, an id_token (unless [`MockIdpBuilder::id_token`] is off) and
+//! a refresh token (which it does not accept back: only the authorization code grant is served).
 //!
 //! Available with the crate feature `test-util`.
 //!
@@ -24,6 +29,7 @@ mod server;
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -124,7 +130,8 @@ pub enum ClientAuth {
 /// It applies to every later request until replaced (set [`Misbehaviour::None`] to behave
 /// again). Requests are still validated normally first: a misbehaviour changes the answer to a
 /// request the provider would otherwise have accepted (except [`Misbehaviour::Slow`], which only
-/// delays, and [`Misbehaviour::UserinfoError`], which fails userinfo whatever the token).
+/// delays, [`Misbehaviour::UserinfoError`], which fails userinfo whatever the token, and
+/// [`Misbehaviour::Fault`], which answers its endpoint before any validation).
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Misbehaviour {
@@ -184,6 +191,106 @@ pub enum Misbehaviour {
     WrongIssParameter,
     /// The authorization response carries no `iss` although the metadata advertises it.
     MissingIssParameter,
+    /// A transport or format fault at one endpoint (the others behave): see [`Fault`]. The
+    /// request is recorded but not validated (a faulted `/token` redeems nothing).
+    Fault(Endpoint, Fault),
+}
+
+/// An endpoint a [`Misbehaviour::Fault`] targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `GET /.well-known/openid-configuration`.
+    Discovery,
+    /// `POST /token`.
+    Token,
+    /// `GET|POST /userinfo`.
+    Userinfo,
+    /// `GET /jwks`.
+    Jwks,
+}
+
+impl Endpoint {
+    /// Every endpoint, in flow order.
+    pub const ALL: [Endpoint; 4] = [
+        Endpoint::Discovery,
+        Endpoint::Token,
+        Endpoint::Jwks,
+        Endpoint::Userinfo,
+    ];
+
+    /// The endpoint's path at the mock provider.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Discovery => "/.well-known/openid-configuration",
+            Endpoint::Token => "/token",
+            Endpoint::Userinfo => "/userinfo",
+            Endpoint::Jwks => "/jwks",
+        }
+    }
+}
+
+/// How a faulted endpoint ([`Misbehaviour::Fault`]) answers: the ways a real provider (or
+/// the network in front of it) goes wrong that a relying party must survive with a clear
+/// error, in bounded time, without reading without bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// The request is read but never answered (the connection stays open until the client
+    /// gives up or the provider stops).
+    NoAnswer,
+    /// `200` with JSON headers and `Content-Length: 100`, then nothing: the body never comes.
+    HangAfterHeaders,
+    /// `200`, chunked, one byte of JSON-looking whitespace every 50 ms, forever: a slow drip
+    /// that never reaches any size cap and never ends.
+    EndlessBody,
+    /// `500` with an HTML error page.
+    ServerError,
+    /// `200` `text/html`: a login page or proxy interstitial instead of JSON.
+    Html,
+    /// `200` `application/json` whose body is cut off mid-object.
+    InvalidJson,
+    /// `200` `application/json` whose body is a JSON array, not an object.
+    JsonArray,
+    /// `200` `application/json` with `Content-Length` of 50 MB, streamed as fast as the client
+    /// reads.
+    HugeBody,
+    /// `200` with `Content-Length: 1000`; 100 bytes are sent and the connection is aborted.
+    CloseMidBody,
+}
+
+impl Fault {
+    /// Every fault.
+    pub const ALL: [Fault; 9] = [
+        Fault::NoAnswer,
+        Fault::HangAfterHeaders,
+        Fault::EndlessBody,
+        Fault::ServerError,
+        Fault::Html,
+        Fault::InvalidJson,
+        Fault::JsonArray,
+        Fault::HugeBody,
+        Fault::CloseMidBody,
+    ];
+
+    /// A marker string every faulty body carries (never the whole of it, for the streamed
+    /// ones): a relying party's error message must not repeat it.
+    pub const MARKER: &'static str = "MOCKIDP-RAW-ANSWER";
+}
+
+/// The credentials the provider issued or received most recently ([`MockIdp::last_issued`]),
+/// so a test can check that none of them shows up where it must not (logs, error bodies).
+#[non_exhaustive]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Issued {
+    /// The last authorization code `/authorize` issued.
+    pub code: Option<String>,
+    /// The last PKCE `code_verifier` `/token` received (with a valid code).
+    pub code_verifier: Option<String>,
+    /// The last access token `/token` issued.
+    pub access_token: Option<String>,
+    /// The last id_token `/token` issued.
+    pub id_token: Option<String>,
+    /// The last refresh token `/token` issued.
+    pub refresh_token: Option<String>,
 }
 
 /// One request the provider received: method and path only (never the query or body, which may
@@ -209,6 +316,7 @@ pub struct MockIdpBuilder {
     require_pkce: bool,
     client_auth: ClientAuth,
     port: u16,
+    id_token: bool,
 }
 
 impl Default for MockIdpBuilder {
@@ -223,6 +331,7 @@ impl Default for MockIdpBuilder {
             require_pkce: true,
             client_auth: ClientAuth::Any,
             port: 0,
+            id_token: true,
         }
     }
 }
@@ -277,6 +386,13 @@ impl MockIdpBuilder {
         self
     }
 
+    /// Whether `/token` issues an id_token (default on). Off, a relying party has only the
+    /// access token and must get the user from `/userinfo`.
+    pub fn id_token(mut self, on: bool) -> Self {
+        self.id_token = on;
+        self
+    }
+
     /// The loopback port to listen on (default: any free port). A fixed port lets several
     /// processes (two demo instances, say) share one provider.
     pub fn port(mut self, port: u16) -> Self {
@@ -290,7 +406,12 @@ impl MockIdpBuilder {
     /// Must be called within a Tokio runtime. Fails if the port cannot be bound or the key
     /// cannot be generated.
     pub async fn start(self) -> std::io::Result<MockIdp> {
-        let key = Arc::new(SigningKey::generate()?);
+        // Key generation blocks for a moment (longer on a loaded machine): off the runtime's
+        // threads, so it never stalls other tasks' requests (and their timeouts) on this one.
+        let key = tokio::task::spawn_blocking(SigningKey::generate)
+            .await
+            .map_err(std::io::Error::other)??;
+        let key = Arc::new(key);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await?;
         let addr = listener.local_addr()?;
         let mut users = self.users;
@@ -307,6 +428,8 @@ impl MockIdpBuilder {
             access_token_jwt: self.access_token_jwt,
             require_pkce: self.require_pkce,
             client_auth: self.client_auth,
+            issue_id_token: self.id_token,
+            open_connections: AtomicUsize::new(0),
             state: Mutex::new(State {
                 users,
                 selected,
@@ -315,6 +438,7 @@ impl MockIdpBuilder {
                 codes: HashMap::new(),
                 tokens: HashMap::new(),
                 requests: Vec::new(),
+                issued: Issued::default(),
             }),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -454,6 +578,19 @@ impl MockIdp {
             .count()
     }
 
+    /// The credentials issued (code, access, id and refresh tokens) and received (PKCE
+    /// verifier) most recently. A test tool only: a real provider keeps no such record.
+    pub fn last_issued(&self) -> Issued {
+        self.shared.lock().issued.clone()
+    }
+
+    /// How many client connections are open right now. After a client gives up on a request
+    /// (a timeout, a size cap) its connection must close: a hanging or streaming endpoint
+    /// notices when it next writes, a silent one when the server stops.
+    pub fn open_connections(&self) -> usize {
+        self.shared.open_connections.load(Ordering::SeqCst)
+    }
+
     /// The environment `SsoLayer::from_env` reads for a generic OIDC provider:
     /// `GENERIC_ISSUER`, `GENERIC_CLIENT_ID`, `GENERIC_CLIENT_SECRET`, and the explicit
     /// endpoints LiteLLM requires (`GENERIC_AUTHORIZATION_ENDPOINT`, `GENERIC_TOKEN_ENDPOINT`,
@@ -512,6 +649,9 @@ struct Shared {
     access_token_jwt: bool,
     require_pkce: bool,
     client_auth: ClientAuth,
+    issue_id_token: bool,
+    /// Connections accepted and not yet closed.
+    open_connections: AtomicUsize,
     state: Mutex<State>,
 }
 
@@ -531,6 +671,7 @@ struct State {
     codes: HashMap<String, CodeGrant>,
     tokens: HashMap<String, AccessGrant>,
     requests: Vec<RecordedRequest>,
+    issued: Issued,
 }
 
 /// What an authorization code stands for.

@@ -6,7 +6,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -14,6 +19,7 @@ use http::header::{
     AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, WWW_AUTHENTICATE,
 };
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -24,7 +30,8 @@ use url::Url;
 
 use super::crypto::{self, JwtShape};
 use super::{
-    AccessGrant, ClientAuth, CodeGrant, LoginMode, Misbehaviour, MockUser, RecordedRequest, Shared,
+    AccessGrant, ClientAuth, CodeGrant, Fault, LoginMode, Misbehaviour, MockUser, RecordedRequest,
+    Shared,
 };
 
 /// Largest request body read (bigger ones get 413).
@@ -39,6 +46,8 @@ const ID_TOKEN_TTL_SECS: u64 = 300;
 const EVIL_ISSUER: &str = "https://evil.example.com";
 
 type Resp = Response<Full<Bytes>>;
+/// The body the server sends: a complete one, or one of the faulty streams.
+type MockBody = BoxBody<Bytes, io::Error>;
 
 /// Accepts connections until `stop` fires (or its sender is dropped).
 pub(super) async fn serve(
@@ -62,7 +71,10 @@ pub(super) async fn serve(
         };
         let shared = shared.clone();
         let mut stop = stop.clone();
+        shared.open_connections.fetch_add(1, Ordering::SeqCst);
+        let gauge = ConnectionGauge(shared.clone());
         tokio::spawn(async move {
+            let _gauge = gauge;
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(handle(&shared, req).await) }
@@ -81,19 +93,41 @@ pub(super) async fn serve(
     }
 }
 
-/// Routes one request.
-async fn handle(shared: &Shared, req: Request<Incoming>) -> Resp {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let query = req.uri().query().unwrap_or("").to_owned();
+/// Decrements the open-connection count when a connection task ends (however it ends).
+struct ConnectionGauge(Arc<Shared>);
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Records one request, then answers it: with the fault when one targets its endpoint, else
+/// by routing it.
+async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
     let misbehaviour = {
         let mut state = shared.lock();
         state.requests.push(RecordedRequest {
-            method: method.clone(),
-            path: path.clone(),
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
         });
         state.misbehaviour.clone()
     };
+    if let Misbehaviour::Fault(endpoint, fault) = misbehaviour
+        && req.uri().path() == endpoint.path()
+    {
+        return fault_response(fault).await;
+    }
+    route(shared, req, misbehaviour)
+        .await
+        .map(|body| body.map_err(|never| match never {}).boxed())
+}
+
+/// Routes one request.
+async fn route(shared: &Shared, req: Request<Incoming>, misbehaviour: Misbehaviour) -> Resp {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
     if let Misbehaviour::Slow(d) = misbehaviour {
         tokio::time::sleep(d).await;
     }
@@ -271,6 +305,7 @@ fn authorize(shared: &Shared, m: &Misbehaviour, raw_params: &str, submitted: boo
                 redeemed: None,
             },
         );
+        state.issued.code = Some(code.clone());
     }
     authz_redirect(shared, m, &req, &[("code", &code)])
 }
@@ -501,6 +536,7 @@ fn token(shared: &Shared, m: &Misbehaviour, headers: &HeaderMap, body: &[u8]) ->
             (None, None) => {}
         }
         grant.redeemed = Some(opaque.clone());
+        state.issued.code_verifier = params.get("code_verifier").cloned();
         let out = (
             grant.user.clone(),
             grant.nonce.clone(),
@@ -561,13 +597,32 @@ fn token(shared: &Shared, m: &Misbehaviour, headers: &HeaderMap, body: &[u8]) ->
         );
     };
 
+    let Some(refresh_token) = crypto::random_token(32) else {
+        return oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "no randomness",
+        );
+    };
     let mut answer = json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": ACCESS_TTL_SECS,
         "id_token": id_token,
+        "refresh_token": refresh_token,
         "scope": scope,
     });
+    if !shared.issue_id_token
+        && let Some(o) = answer.as_object_mut()
+    {
+        o.remove("id_token");
+    }
+    {
+        let mut state = shared.lock();
+        state.issued.access_token = Some(access_token.clone());
+        state.issued.id_token = shared.issue_id_token.then(|| id_token.clone());
+        state.issued.refresh_token = Some(refresh_token);
+    }
     match m {
         Misbehaviour::TokenHttpError(status) => {
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -867,6 +922,168 @@ fn error_redirect(
         req,
         &[("error", error), ("error_description", description)],
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults
+
+/// The answer of a faulted endpoint.
+async fn fault_response(fault: Fault) -> Response<MockBody> {
+    let marker = Fault::MARKER;
+    let (status, content_type, body) = match fault {
+        Fault::NoAnswer => std::future::pending().await,
+        Fault::HangAfterHeaders => (
+            StatusCode::OK,
+            "application/json",
+            FaultBody::new(FaultStream::Pending, Some(100)).boxed(),
+        ),
+        Fault::EndlessBody => (
+            StatusCode::OK,
+            "application/json",
+            FaultBody::new(FaultStream::Drip, None).boxed(),
+        ),
+        Fault::ServerError => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/html; charset=utf-8",
+            full(format!(
+                "<html><body><h1>500 Internal Server Error</h1>{marker}</body></html>"
+            )),
+        ),
+        Fault::Html => (
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            full(format!(
+                "<!doctype html><html><body><form>Sign in {marker}</form></body></html>"
+            )),
+        ),
+        Fault::InvalidJson => (
+            StatusCode::OK,
+            "application/json",
+            full(format!("{{\"{marker}\": \"unterminated")),
+        ),
+        Fault::JsonArray => (
+            StatusCode::OK,
+            "application/json",
+            full(format!("[\"{marker}\", 1, 2]")),
+        ),
+        Fault::HugeBody => {
+            let len = 50 * 1024 * 1024;
+            (
+                StatusCode::OK,
+                "application/json",
+                FaultBody::new(FaultStream::Fast { remaining: len }, Some(len as u64)).boxed(),
+            )
+        }
+        Fault::CloseMidBody => (
+            StatusCode::OK,
+            "application/json",
+            FaultBody::new(FaultStream::Truncated { sent: false }, Some(1000)).boxed(),
+        ),
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn full(body: String) -> MockBody {
+    Full::new(Bytes::from(body))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// What a [`FaultBody`] streams.
+enum FaultStream {
+    /// Nothing, ever.
+    Pending,
+    /// One space every 50 ms, forever.
+    Drip,
+    /// `remaining` bytes of JSON-looking filler, 64 KiB at a time, as fast as they are read.
+    Fast { remaining: usize },
+    /// 100 bytes, then (after a tick) an error: hyper aborts the connection.
+    Truncated { sent: bool },
+}
+
+/// A streamed faulty body, with a declared length (`Content-Length`) or none (chunked).
+struct FaultBody {
+    stream: FaultStream,
+    len: Option<u64>,
+    tick: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl FaultBody {
+    fn new(stream: FaultStream, len: Option<u64>) -> Self {
+        FaultBody {
+            stream,
+            len,
+            tick: Box::pin(tokio::time::sleep(DRIP_INTERVAL)),
+        }
+    }
+}
+
+const DRIP_INTERVAL: Duration = Duration::from_millis(50);
+const FILLER: &[u8; 64 * 1024] = &[b' '; 64 * 1024];
+
+impl http_body::Body for FaultBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        let data = |b: Bytes| Poll::Ready(Some(Ok(http_body::Frame::data(b))));
+        match &mut this.stream {
+            FaultStream::Pending => Poll::Pending,
+            FaultStream::Drip => {
+                if this.tick.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.tick
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + DRIP_INTERVAL);
+                data(Bytes::from_static(b" "))
+            }
+            FaultStream::Fast { remaining } => {
+                if *remaining == 0 {
+                    return Poll::Ready(None);
+                }
+                let n = (*remaining).min(FILLER.len());
+                *remaining -= n;
+                data(Bytes::from_static(&FILLER[..n]))
+            }
+            FaultStream::Truncated { sent } => {
+                if *sent {
+                    // A moment first, so the head and the partial body are on the wire.
+                    if this.tick.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Some(Err(io::Error::other(
+                        "MockIdp: connection aborted mid-body",
+                    ))))
+                } else {
+                    *sent = true;
+                    this.tick
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + DRIP_INTERVAL);
+                    data(Bytes::from(format!(
+                        "{{\"{}\": \"{}",
+                        Fault::MARKER,
+                        "x".repeat(76)
+                    )))
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.len {
+            Some(n) => http_body::SizeHint::with_exact(n),
+            None => http_body::SizeHint::default(),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

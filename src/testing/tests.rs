@@ -746,3 +746,68 @@ async fn dropping_the_last_handle_stops_the_server() {
     }
     panic!("the server is still accepting connections");
 }
+
+#[tokio::test]
+async fn last_issued_and_refresh_token() {
+    let idp = MockIdp::start().await.unwrap();
+    assert_eq!(idp.last_issued(), Issued::default());
+    let code = code_for(&idp).await;
+    assert_eq!(idp.last_issued().code.as_deref(), Some(code.as_str()));
+    let answer = redeem(&idp, &code, VERIFIER).await.json();
+    let issued = idp.last_issued();
+    assert_eq!(issued.code_verifier.as_deref(), Some(VERIFIER));
+    assert_eq!(
+        issued.access_token.as_deref(),
+        answer["access_token"].as_str()
+    );
+    assert_eq!(issued.id_token.as_deref(), answer["id_token"].as_str());
+    assert_eq!(
+        issued.refresh_token.as_deref(),
+        answer["refresh_token"].as_str()
+    );
+    assert!(issued.refresh_token.is_some());
+
+    let idp = MockIdp::builder().id_token(false).start().await.unwrap();
+    let answer = redeem(&idp, &code_for(&idp).await, VERIFIER).await.json();
+    assert!(answer.get("id_token").is_none() && answer.get("access_token").is_some());
+    assert_eq!(idp.last_issued().id_token, None);
+}
+
+#[tokio::test]
+async fn faults_hit_only_their_endpoint() {
+    let idp = MockIdp::start().await.unwrap();
+    let jwks = format!("{}/jwks", idp.issuer());
+    let discovery = format!("{}/.well-known/openid-configuration", idp.issuer());
+    for (fault, status, body_has) in [
+        (
+            Fault::ServerError,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "<html>",
+        ),
+        (Fault::Html, StatusCode::OK, "<!doctype html>"),
+        (Fault::InvalidJson, StatusCode::OK, "unterminated"),
+        (Fault::JsonArray, StatusCode::OK, "["),
+    ] {
+        idp.set_misbehaviour(Misbehaviour::Fault(Endpoint::Jwks, fault));
+        let reply = get(&jwks).await;
+        assert_eq!(reply.status, status, "{fault:?}");
+        assert!(reply.body.contains(body_has), "{fault:?}");
+        assert!(reply.body.contains(Fault::MARKER), "{fault:?}");
+        assert_eq!(get(&discovery).await.status, StatusCode::OK);
+    }
+    idp.set_misbehaviour(Misbehaviour::Fault(Endpoint::Jwks, Fault::HugeBody));
+    let uri: http::Uri = jwks.parse().unwrap();
+    let res = client().get(uri.clone()).await.unwrap();
+    assert_eq!(res.headers()["content-length"], "52428800");
+    drop(res);
+    idp.set_misbehaviour(Misbehaviour::Fault(Endpoint::Jwks, Fault::CloseMidBody));
+    let res = client().get(uri.clone()).await.unwrap();
+    assert!(res.into_body().collect().await.is_err());
+    idp.set_misbehaviour(Misbehaviour::Fault(Endpoint::Jwks, Fault::NoAnswer));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), client().get(uri))
+            .await
+            .is_err()
+    );
+    assert!(idp.count("/jwks") >= 7);
+}
