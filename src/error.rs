@@ -65,6 +65,11 @@ impl SsoError {
         Self::new(StatusCode::BAD_GATEWAY, "idp_error", message)
     }
 
+    /// 504: the identity provider did not answer within the configured timeout.
+    pub fn gateway_timeout(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::GATEWAY_TIMEOUT, "idp_timeout", message)
+    }
+
     /// 503: a part the layer needs (IdP metadata, verifier cache, user store) is unavailable.
     pub fn unavailable(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(

@@ -302,7 +302,7 @@ async fn state_cannot_be_replayed_after_a_failure() {
     let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
     let flow = b.authorize(&idp, "").await;
     idp.set_misbehaviour(Misbehaviour::TokenHttpError(500));
-    assert_callback_refused(b.callback(&flow).await, StatusCode::UNAUTHORIZED).await;
+    assert_callback_refused(b.callback(&flow).await, StatusCode::BAD_GATEWAY).await;
     assert_eq!(idp.count("/token"), 1);
     idp.set_misbehaviour(Misbehaviour::None);
     b.set_cookie(FLOW_COOKIE, Some(&flow.flow_cookie));
@@ -405,13 +405,18 @@ async fn duplicate_callback_parameters_are_refused() {
 // ---------------------------------------------------------------------------------------------
 // Token endpoint
 
-/// A login whose token call fails with `m`: 401, one token call, no userinfo, no session.
+/// A login whose token call fails with `m`: 401 when the provider refuses the code, 502 when it
+/// fails (5xx, garbage); one token call, no userinfo, no session.
 async fn token_refusal(m: Misbehaviour) -> String {
+    token_failure(m, StatusCode::UNAUTHORIZED).await
+}
+
+async fn token_failure(m: Misbehaviour, status: StatusCode) -> String {
     let idp = idp().await;
     let mut b = Browser::for_layer(&layer(flow_builder(&idp)));
     let flow = b.authorize(&idp, "").await;
     idp.set_misbehaviour(m);
-    let msg = assert_callback_refused(b.callback(&flow).await, StatusCode::UNAUTHORIZED).await;
+    let msg = assert_callback_refused(b.callback(&flow).await, status).await;
     assert_eq!(idp.count("/token"), 1);
     assert_eq!(idp.count("/userinfo"), 0);
     assert_eq!(b.cookie("token"), None);
@@ -422,8 +427,10 @@ async fn token_refusal(m: Misbehaviour) -> String {
 
 #[tokio::test]
 async fn token_http_error_is_refused() {
-    let msg = token_refusal(Misbehaviour::TokenHttpError(500)).await;
+    let msg = token_failure(Misbehaviour::TokenHttpError(500), StatusCode::BAD_GATEWAY).await;
     assert!(msg.contains("500"), "{msg}");
+    let msg = token_refusal(Misbehaviour::TokenHttpError(400)).await;
+    assert!(msg.contains("400"), "{msg}");
 }
 
 #[tokio::test]
@@ -434,13 +441,13 @@ async fn token_error_in_a_200_body_is_refused() {
 
 #[tokio::test]
 async fn token_garbage_is_refused() {
-    let msg = token_refusal(Misbehaviour::TokenGarbage).await;
+    let msg = token_failure(Misbehaviour::TokenGarbage, StatusCode::BAD_GATEWAY).await;
     assert!(msg.contains("JSON"), "{msg}");
 }
 
 #[tokio::test]
 async fn token_json_that_is_not_an_object_is_refused() {
-    token_refusal(Misbehaviour::TokenNotObject).await;
+    token_failure(Misbehaviour::TokenNotObject, StatusCode::BAD_GATEWAY).await;
 }
 
 #[tokio::test]
@@ -574,7 +581,7 @@ async fn without_an_id_token_the_identity_comes_from_userinfo() {
 // An unreliable IdP
 
 #[tokio::test]
-async fn slow_idp_gives_a_clear_502() {
+async fn slow_idp_gives_a_clear_504() {
     let idp = idp().await;
     let mut b = Browser::for_layer(&layer(flow_builder(&idp).http_client_config(
         HttpClientConfig {
@@ -592,7 +599,7 @@ async fn slow_idp_gives_a_clear_502() {
         started.elapsed()
     );
     assert_flow_cookie_cleared(&res);
-    let msg = assert_refused(res, StatusCode::BAD_GATEWAY).await;
+    let msg = assert_refused(res, StatusCode::GATEWAY_TIMEOUT).await;
     assert!(msg.contains("in time"), "{msg}");
 }
 

@@ -194,10 +194,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn transport_error_is_bad_gateway() {
+    async fn transport_timeout_is_gateway_timeout() {
         let (http, _) = mock_client(Duration::ZERO, |_| Err(crate::http::HttpError::Timeout));
         let err = discover(&http, ISS).await.unwrap_err();
-        assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(err.status(), StatusCode::GATEWAY_TIMEOUT);
         assert!(err.message().contains("did not answer in time"));
     }
 }

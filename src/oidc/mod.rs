@@ -34,13 +34,18 @@ pub(crate) use jwks::JwksCache;
 pub(crate) use token::{ClientAuth, TokenRequest, exchange_code};
 pub(crate) use userinfo::{check_userinfo_sub, fetch_userinfo};
 
-/// A 502 for a request that failed in transport. The body names only the kind of failure; the
-/// detail (OS error, TLS certificate names, ...) goes to the log.
+/// A 504 for a request the identity provider did not answer in time, a 502 for any other
+/// transport failure. The body names only the kind of failure; the detail (OS error, TLS
+/// certificate names, ...) goes to the log.
 pub(crate) fn transport_error(what: &str, e: &HttpError) -> crate::SsoError {
     tracing::warn!(error = %e, "{what}");
     let kind = match e {
         HttpError::Connect(_) => "could not reach the identity provider",
-        HttpError::Timeout => "the identity provider did not answer in time",
+        HttpError::Timeout => {
+            return crate::SsoError::gateway_timeout(format!(
+                "{what}: the identity provider did not answer in time"
+            ));
+        }
         HttpError::BodyTooLarge => "the identity provider's answer was too large",
         HttpError::Other(_) => "the request to the identity provider failed",
     };

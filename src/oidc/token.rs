@@ -204,13 +204,23 @@ fn parse_response(status: http::StatusCode, body: &[u8]) -> Result<TokenResponse
         if let Some(code) = code {
             msg.push_str(&format!(" ({code})"));
         }
-        return Err(SsoError::unauthorized(msg));
+        // A 4xx refuses this code (401, as upstream); a 5xx is the provider failing (502).
+        return Err(if status.is_server_error() {
+            SsoError::bad_gateway(msg)
+        } else {
+            SsoError::unauthorized(msg)
+        });
     }
+    // A success that is not a JSON object is the provider misbehaving, not a refusal: 502.
     let Ok(value) = parsed else {
-        return Err(fail("unexpected response format (not JSON)"));
+        return Err(SsoError::bad_gateway(format!(
+            "{PREFIX}: unexpected response format (not JSON)"
+        )));
     };
     let Value::Object(mut obj) = value else {
-        return Err(fail("unexpected response format"));
+        return Err(SsoError::bad_gateway(format!(
+            "{PREFIX}: unexpected response format"
+        )));
     };
     if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
         return Err(match err.as_str().filter(|c| super::is_safe_code(c)) {
@@ -443,6 +453,15 @@ mod tests {
     }
 
     async fn expect_err(status: u16, body: &str, needle: &str) -> SsoError {
+        expect_err_as(StatusCode::UNAUTHORIZED, status, body, needle).await
+    }
+
+    async fn expect_err_as(
+        expected: StatusCode,
+        status: u16,
+        body: &str,
+        needle: &str,
+    ) -> SsoError {
         let (res, _) = run(
             &base(ClientAuth::Basic, Some("client-secret-value"), &[]),
             status,
@@ -450,7 +469,7 @@ mod tests {
         )
         .await;
         let err = res.unwrap_err();
-        assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(err.status(), expected, "{body}");
         assert!(
             err.message().starts_with("token exchange failed"),
             "{}",
@@ -485,11 +504,28 @@ mod tests {
         // Non-2xx with an unsafe error string: status only.
         let err = expect_err(400, r#"{"error":"<script>alert(1)</script>"}"#, "HTTP 400").await;
         assert!(!err.message().contains("script"));
-        // JSON null / array.
-        expect_err(200, "null", "unexpected response format").await;
-        expect_err(200, &json!([AT]).to_string(), "unexpected response format").await;
-        // Not JSON.
-        let err = expect_err(
+        // The provider failing rather than refusing: 502. A 5xx...
+        let err = expect_err_as(
+            StatusCode::BAD_GATEWAY,
+            503,
+            "<html>down</html>",
+            "HTTP 503",
+        )
+        .await;
+        assert!(!err.message().contains("down"));
+        // ... JSON null / array ...
+        let bad = StatusCode::BAD_GATEWAY;
+        expect_err_as(bad, 200, "null", "unexpected response format").await;
+        expect_err_as(
+            bad,
+            200,
+            &json!([AT]).to_string(),
+            "unexpected response format",
+        )
+        .await;
+        // ... not JSON.
+        let err = expect_err_as(
+            bad,
             200,
             &format!("access_token={AT}&x=1"),
             "unexpected response format (not JSON)",

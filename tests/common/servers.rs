@@ -46,12 +46,24 @@ fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// A loopback TCP port nobody listens on right now.
+/// A loopback TCP port nobody listens on right now, below the kernel's ephemeral range
+/// (32768 and up on Linux): a server stopped and restarted on its port must not find it taken
+/// meanwhile by the local end of some outgoing connection, which ports handed out by binding
+/// port 0 would risk.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Spread test binaries running side by side over the range, then walk it.
+    let seed = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let port = (LOW + (seed + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN);
 }
 
 /// A fresh directory under the system temp dir, removed when dropped.
