@@ -136,6 +136,12 @@ impl TrustedProxies {
         self.ranges.iter().any(|r| r.contains(ip))
     }
 
+    /// Whether the connection's peer (never an `X-Forwarded-For` entry) is a trusted proxy.
+    /// `false` when the request carries no peer address.
+    pub(crate) fn peer_is_trusted(&self, extensions: &http::Extensions) -> bool {
+        peer_addr(extensions).is_some_and(|peer| self.trusts(peer.to_canonical()))
+    }
+
     /// The client address of a request: the peer, or, when the peer is a trusted proxy, the
     /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy (if every entry is
     /// trusted, the left-most one). `None` when the request carries no peer address.

@@ -10,6 +10,9 @@ use crate::cache::{CacheError, CacheRequest, CacheResponse, MokaVerifierCache, V
 use crate::client_addr::{IpRange, TrustedProxies};
 use crate::clock::Clock;
 use crate::config::{ConfigErrors, Problems, redact_url};
+use crate::hooks::{
+    CustomSsoRequest, CustomSsoResponse, HeaderSignIn, Hooks, UiKeyRequest, UiKeyResponse,
+};
 use crate::http::{HttpClient, HttpClientConfig, HttpError, HttpRequest, HttpResponse};
 use crate::identity::Identity;
 use crate::path::{PathPattern, PublicPaths, is_plain};
@@ -222,6 +225,8 @@ pub(crate) struct Shared {
     pub(crate) rate_limiter: RateLimiter,
     /// The proxies whose `X-Forwarded-For` names the client.
     pub(crate) trusted_proxies: TrustedProxies,
+    /// Integrator hooks and switches ([`crate::hooks`]).
+    pub(crate) hooks: Hooks,
 }
 
 impl Shared {
@@ -287,6 +292,8 @@ pub struct SsoLayerBuilder {
     remembered_sessions: Option<u64>,
     rate_limits: Option<RateLimits>,
     trusted_proxies: Vec<String>,
+    hooks: Hooks,
+    header_sign_in: Option<HeaderSignIn>,
     pub(crate) env_problems: Vec<crate::config::ConfigError>,
 }
 
@@ -617,6 +624,100 @@ impl SsoLayerBuilder {
         self
     }
 
+    /// The custom SSO hook (upstream `user_custom_sso`): a [`tower::Service`] that sees every
+    /// login's mapped user and claims before the access policy and the user store, and answers
+    /// the values the login goes on with, or refuses it (403, with its message). See
+    /// [`CustomSsoRequest`] for what it may change and an example; [`custom_sso_fn`] takes an
+    /// async closure. Default: none.
+    ///
+    /// [`custom_sso_fn`]: Self::custom_sso_fn
+    pub fn custom_sso<H>(mut self, hook: H) -> Self
+    where
+        H: tower::Service<CustomSsoRequest, Response = CustomSsoResponse>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        H::Error: Into<tower::BoxError>,
+        H::Future: Send + 'static,
+    {
+        self.hooks.custom_sso = Some(BoxCloneSyncService::new(
+            tower::ServiceExt::map_err(hook, Into::into),
+        ));
+        self
+    }
+
+    /// [`custom_sso`](Self::custom_sso) with an async closure (or `async fn`).
+    pub fn custom_sso_fn<F, Fut, E>(self, hook: F) -> Self
+    where
+        F: Fn(CustomSsoRequest) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<CustomSsoResponse, E>> + Send + 'static,
+        E: Into<tower::BoxError>,
+    {
+        self.custom_sso(tower::service_fn(hook))
+    }
+
+    /// The UI key issuer (upstream `generate_key_helper_fn` with the UI defaults): mints, for
+    /// every successful login, the credential the LiteLLM admin UI uses; it becomes the session
+    /// token's `key` field. See [`UiKeyRequest`] for what it is asked and an example;
+    /// [`ui_key_fn`](Self::ui_key_fn) takes an async closure. Default: none, `key` is the
+    /// session id and the session token itself is the credential.
+    pub fn ui_key_issuer<H>(mut self, issuer: H) -> Self
+    where
+        H: tower::Service<UiKeyRequest, Response = UiKeyResponse> + Clone + Send + Sync + 'static,
+        H::Error: Into<tower::BoxError>,
+        H::Future: Send + 'static,
+    {
+        self.hooks.ui_key = Some(BoxCloneSyncService::new(tower::ServiceExt::map_err(
+            issuer,
+            Into::into,
+        )));
+        self
+    }
+
+    /// [`ui_key_issuer`](Self::ui_key_issuer) with an async closure (or `async fn`).
+    pub fn ui_key_fn<F, Fut, E>(self, issuer: F) -> Self
+    where
+        F: Fn(UiKeyRequest) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<UiKeyResponse, E>> + Send + 'static,
+        E: Into<tower::BoxError>,
+    {
+        self.ui_key_issuer(tower::service_fn(issuer))
+    }
+
+    /// The budget a minted UI key gets ([`UiKeyRequest::max_budget`]; upstream
+    /// `max_ui_session_budget`, default [`DEFAULT_UI_SESSION_BUDGET`](crate::hooks::DEFAULT_UI_SESSION_BUDGET)).
+    /// `None`: no budget.
+    pub fn max_ui_session_budget(mut self, budget: Option<f64>) -> Self {
+        self.hooks.ui_key_max_budget = budget;
+        self
+    }
+
+    /// How long a hook may take before the login is refused with 503 (default
+    /// [`DEFAULT_HOOK_TIMEOUT`](crate::hooks::DEFAULT_HOOK_TIMEOUT), 5 s). Applies to each
+    /// hook call.
+    pub fn hook_timeout(mut self, timeout: Duration) -> Self {
+        self.hooks.timeout = timeout;
+        self
+    }
+
+    /// Header sign-in behind a [trusted proxy](Self::trusted_proxies) (upstream's custom UI
+    /// sign-in handler; `SSO_HEADER_SIGN_IN=true` for the default headers). Off by default; see
+    /// [`HeaderSignIn`] for what it does and what the proxy must do. [`build`](Self::build)
+    /// refuses it without trusted proxies.
+    pub fn header_sign_in(mut self, sign_in: HeaderSignIn) -> Self {
+        self.header_sign_in = Some(sign_in);
+        self
+    }
+
+    /// Switches the admin UI login off (`DISABLE_ADMIN_UI=true`): login start and callback
+    /// answer upstream's "admin UI disabled" page (200, HTML) instead. Sessions already issued
+    /// and API clients with a Bearer session keep working, and so does the rest of the layer.
+    pub fn disable_admin_ui(mut self, disabled: bool) -> Self {
+        self.hooks.admin_ui_disabled = disabled;
+        self
+    }
+
     /// The clock (tests use [`Clock::manual`]).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
@@ -754,6 +855,26 @@ impl SsoLayerBuilder {
             }
         }
 
+        let mut hooks = self.hooks;
+        if hooks.timeout.is_zero() {
+            p.add("hook_timeout", "must be longer than zero");
+        }
+        if hooks.ui_key_max_budget.is_some_and(|b| !b.is_finite() || b < 0.0) {
+            p.add(
+                "max_ui_session_budget",
+                "must be a finite amount, zero or more",
+            );
+        }
+        if let Some(sign_in) = self.header_sign_in {
+            if self.trusted_proxies.is_empty() {
+                p.add(
+                    "header_sign_in (SSO_HEADER_SIGN_IN)",
+                    "needs trusted_proxies (SSO_TRUSTED_PROXIES): only a trusted proxy may name the user",
+                );
+            }
+            hooks.header_sign_in = sign_in.validate(&mut p);
+        }
+
         let (Some(base_url), Some(secret)) = (base_url, self.secret) else {
             return Err(ConfigErrors(p.0));
         };
@@ -838,6 +959,7 @@ impl SsoLayerBuilder {
             clock,
             rate_limiter: RateLimiter::new(rate_limits),
             trusted_proxies: TrustedProxies::new(trusted),
+            hooks,
         };
         Ok(SsoLayer {
             shared: Arc::new(shared),

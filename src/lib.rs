@@ -155,6 +155,7 @@ pub mod error;
 pub mod extract;
 mod future;
 mod headers;
+pub mod hooks;
 pub mod http;
 pub mod identity;
 mod layer;

@@ -76,6 +76,11 @@ where
         }
         // Identity headers only ever come from us.
         strip_identity_headers(req.headers_mut());
+        // So do header sign-in names, unless a trusted proxy sent them.
+        if let Some(sign_in) = &self.shared.hooks.header_sign_in {
+            let trusted = self.shared.trusted_proxies.peer_is_trusted(req.extensions());
+            sign_in.strip(req.headers_mut(), trusted);
+        }
 
         // 1. The layer's own endpoints: answered here, never forwarded.
         if let Some(endpoint) = endpoints::route(&self.shared, req.method(), req.uri().path()) {

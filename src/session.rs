@@ -32,7 +32,8 @@ const ISSUER: &str = "tower-sso";
 pub struct SessionClaims {
     /// The user id.
     pub user_id: String,
-    /// An opaque per-session handle (upstream: the UI key). Equal to `jti`.
+    /// The credential the LiteLLM UI sends back as its API key (upstream: the UI key): the key a
+    /// [UI key issuer](crate::hooks::UiKeyRequest) minted, else the session id (`jti`).
     pub key: String,
     /// The e-mail.
     pub user_email: Option<String>,
@@ -336,13 +337,24 @@ impl SessionCodec {
 
     /// Issues a session token for `session`. Returns the token and the identity it stands for.
     pub fn issue(&self, session: NewSession) -> Result<(String, Identity), IssueError> {
+        self.issue_with_key(session, None)
+    }
+
+    /// Like [`issue`](Self::issue), with `key` as the token's `key` field (the credential the
+    /// LiteLLM UI uses, minted by a [UI key issuer](crate::hooks::UiKeyRequest)) instead of the
+    /// session id.
+    pub fn issue_with_key(
+        &self,
+        session: NewSession,
+        key: Option<String>,
+    ) -> Result<(String, Identity), IssueError> {
         let now = self.inner.clock.now();
         let exp = now.saturating_add(self.inner.ttl.as_secs());
         let jti = crate::random::token(24);
         let fields = &self.inner.fields;
         let claims = SessionClaims {
             user_id: session.user_id,
-            key: jti.clone(),
+            key: key.unwrap_or_else(|| jti.clone()),
             user_email: session.email,
             user_role: session.role,
             login_method: "sso".to_owned(),

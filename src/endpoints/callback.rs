@@ -13,19 +13,16 @@ use serde_json::{Map, Value};
 
 use super::cookies::clear_cookie;
 use super::flow;
-use super::{append_cookie, param, query_params, see_other};
+use super::{append_cookie, param, query_params};
 use crate::error::SsoError;
-use crate::identity::{SsoUser, UserRole};
 use crate::layer::Shared;
 use crate::oidc::{
     ClientAuth, DEFAULT_LEEWAY, IdTokenCheck, TokenRequest, check_unverified_id_token,
     check_userinfo_sub, exchange_code, fetch_userinfo, verify_id_token,
 };
-use crate::policy::UiAccessMode;
 use crate::provider::ClientAuthMethod;
 use crate::provider::ProviderKind;
 use crate::runtime::Resolved;
-use crate::session::{IssueError, NewSession};
 
 pub(crate) async fn finish(
     shared: &Shared,
@@ -232,108 +229,19 @@ async fn run(
         user.subject = id_sub;
     }
 
-    // 9. Access policy before anything is written.
-    shared.policy.check_login(&user)?;
-    let user_id = crate::claims::fallback_user_id(&user)
-        .ok_or_else(|| SsoError::unauthorized("the identity provider sent no usable user id"))?;
-    // With several providers, every one but the first gets its own id space: the same id at
-    // two providers is two users (the first keeps plain ids, so one provider changes nothing).
-    let user_id = if provider_index == 0 {
-        user_id
-    } else {
-        format!("{}:{user_id}", config.provider_name())
-    };
-
-    // The UI access mode too, with the role this login would end up with: a user it refuses
-    // must not be created or updated (the check after the upsert stays as the final word).
-    let lookup = crate::store::LoginLookup {
-        user_id: &user_id,
-        provider: config.provider_name(),
-        link_by_email: shared.link_accounts_by_email,
-    };
-    if shared.policy.ui_access_mode == UiAccessMode::AdminOnly {
-        let role = prospective_role(shared, &user, &lookup).await?;
-        shared.policy.check_ui_access(role)?;
-    }
-
-    // 10. Users and teams.
-    let record_user = crate::store::upsert_sso_user(
-        &shared.store,
-        &user,
-        &lookup,
-        &shared.user_defaults,
-        &shared.team_defaults,
-        shared.policy.proxy_admin_id.as_deref(),
+    // 9-11. Hook, access policy, users and teams, session: shared with the header sign-in.
+    super::complete::complete_login(
+        shared,
+        user,
+        &claims,
+        super::complete::LoginOrigin {
+            provider: config.provider_name(),
+            namespaced: provider_index != 0,
+            source: crate::hooks::LoginSource::IdentityProvider,
+            return_to: record.return_to.clone(),
+        },
     )
-    .await?;
-    // `upsert_sso_user` has applied the `PROXY_ADMIN_ID` promotion (to a bound user only).
-    let role = record_user.role;
-    shared.policy.check_ui_access(role)?;
-
-    // 11. The session.
-    let mut team_ids = record_user.teams.clone();
-    for t in &user.team_ids {
-        if !team_ids.contains(t) {
-            team_ids.push(t.clone());
-        }
-    }
-    let (token, identity) = shared
-        .sessions
-        .issue(NewSession {
-            user_id: record_user.user_id.clone(),
-            email: record_user.email.clone().or(user.email.clone()),
-            display_name: user.display_name.clone(),
-            role,
-            team_ids,
-            provider: user.provider.clone(),
-            attributes: user.extra.clone(),
-        })
-        .map_err(|e| match e {
-            IssueError::TooLarge { .. } => {
-                tracing::warn!(error = %e, "SSO login refused: session too large");
-                SsoError::unauthorized(
-                    "the session would not fit in a cookie: the identity provider sent too many groups or attributes",
-                )
-            }
-            IssueError::Encode => SsoError::internal("could not issue the session"),
-        })?;
-    tracing::info!(user_id = %identity.user_id(), role = %identity.role(), provider = %config.name, "SSO login");
-
-    let target = record
-        .return_to
-        .clone()
-        .unwrap_or_else(|| shared.ui_url.clone());
-    let mut res = see_other(&target);
-    append_cookie(&mut res, &super::session_cookie(shared, &token));
-    Ok(res)
-}
-
-/// The role `upsert_sso_user` would give this user, read without writing (the same lookup,
-/// [`crate::store::find_login_user`], so a login it would refuse is refused here too): the IdP's
-/// role, else the stored user's, else the new-user default, else `internal_user_viewer`; then
-/// the `PROXY_ADMIN_ID` promotion, which `upsert_sso_user` applies only to a user bound to this
-/// login's subject (a login without a `sub` binds nothing, so it is never promoted).
-async fn prospective_role(
-    shared: &Shared,
-    user: &SsoUser,
-    lookup: &crate::store::LoginLookup<'_>,
-) -> Result<UserRole, SsoError> {
-    let found = crate::store::find_login_user(&shared.store, user, lookup).await?;
-    let stored_id = found
-        .as_ref()
-        .map_or_else(|| lookup.user_id.to_owned(), |u| u.user_id.clone());
-    let role = user
-        .role
-        .or(found.map(|u| u.role))
-        .or(shared.user_defaults.role)
-        .unwrap_or(UserRole::InternalUserViewer);
-    // `find_login_user` let the login through: a found user is bound to this subject or will be
-    // bound to it, and a new one is created bound to it, whenever the login has a `sub`.
-    Ok(if lookup.binding(user).is_some() {
-        shared.policy.effective_role(&stored_id, role)
-    } else {
-        role
-    })
+    .await
 }
 
 /// An IdP-supplied error text, shortened and reduced to harmless characters.

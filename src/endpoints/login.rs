@@ -27,6 +27,9 @@ pub(crate) async fn start(
     shared: &Shared,
     parts: &Parts,
 ) -> Result<Response<Full<Bytes>>, SsoError> {
+    if let Some(signed_in) = super::header_sign_in::try_sign_in(shared, parts).await {
+        return signed_in;
+    }
     let params = query_params(parts)?;
     let provider_name = param(&params, "provider");
     let provider = shared.provider(provider_name).ok_or_else(|| {

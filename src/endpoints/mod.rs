@@ -15,9 +15,12 @@ use crate::path::is_plain;
 use crate::rate_limit::Action;
 use crate::session::{SessionError, session_token};
 
+mod admin_ui;
 mod callback;
+mod complete;
 mod cookies;
 mod flow;
+mod header_sign_in;
 mod login;
 mod logout;
 mod settings;
@@ -88,6 +91,11 @@ pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> E
     Box::pin(async move {
         if let Some(res) = rate_limited(&shared, endpoint, &parts) {
             return res;
+        }
+        if shared.hooks.admin_ui_disabled
+            && matches!(endpoint, Endpoint::Login | Endpoint::Callback(_))
+        {
+            return admin_ui::disabled();
         }
         let result = match endpoint {
             Endpoint::Login => login::start(&shared, &parts).await,

@@ -20,6 +20,8 @@
 //! | `SSO_RATE_LIMIT_CALLBACK_PER_MINUTE` | callbacks a minute per client (default 60; `0` switches the limit off) |
 //! | `SSO_RATE_LIMIT_BURST` | the most login starts, and callbacks, a client may make at once (default 20) |
 //! | `SSO_TRUSTED_PROXIES` | comma-separated addresses or CIDR ranges (`10.0.0.0/8,127.0.0.1,fd00::/8`) of reverse proxies whose `X-Forwarded-For` names the client (default: none, the header is ignored); see [`SsoLayerBuilder::trusted_proxies`] |
+//! | `SSO_HEADER_SIGN_IN` | `true` to let a trusted proxy (`SSO_TRUSTED_PROXIES`, required) sign users in with `x-litellm-user-id` / `x-litellm-user-email` (default `false`); see [`crate::hooks::HeaderSignIn`] |
+//! | `DISABLE_ADMIN_UI` | `true` to answer login start and callback with upstream's "admin UI disabled" page; sessions and API clients keep working |
 //! | `DEFAULT_INTERNAL_USER_PARAMS`, `DEFAULT_TEAM_PARAMS` | JSON defaults for users/teams created by SSO |
 //! | `REDIS_URL` | Redis for the verifier cache and shared revocation (feature `redis`): `redis://[:password@]host:port[/db]` |
 //! | `REDIS_HOST`, `REDIS_PORT` (default 6379), `REDIS_PASSWORD` | the same, LiteLLM's way (used when `REDIS_URL` is not set) |
@@ -174,6 +176,11 @@ impl SsoLayerBuilder {
         let http_only = env.flag("SSO_SESSION_COOKIE_HTTP_ONLY", true);
         b = b.session_cookie_http_only(http_only);
         b = rate_limits_from_env(&mut env, b);
+        if env.flag("SSO_HEADER_SIGN_IN", false) {
+            b = b.header_sign_in(crate::hooks::HeaderSignIn::new());
+        }
+        let admin_ui_disabled = env.flag("DISABLE_ADMIN_UI", false);
+        b = b.disable_admin_ui(admin_ui_disabled);
         if let Some(json) = env.get("DEFAULT_INTERNAL_USER_PARAMS") {
             match parse_user_defaults(&json) {
                 Ok(d) => b = b.new_user_defaults(d),
