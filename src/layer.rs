@@ -641,9 +641,10 @@ impl SsoLayerBuilder {
         H::Error: Into<tower::BoxError>,
         H::Future: Send + 'static,
     {
-        self.hooks.custom_sso = Some(BoxCloneSyncService::new(
-            tower::ServiceExt::map_err(hook, Into::into),
-        ));
+        self.hooks.custom_sso = Some(BoxCloneSyncService::new(tower::ServiceExt::map_err(
+            hook,
+            Into::into,
+        )));
         self
     }
 
@@ -859,7 +860,10 @@ impl SsoLayerBuilder {
         if hooks.timeout.is_zero() {
             p.add("hook_timeout", "must be longer than zero");
         }
-        if hooks.ui_key_max_budget.is_some_and(|b| !b.is_finite() || b < 0.0) {
+        if hooks
+            .ui_key_max_budget
+            .is_some_and(|b| !b.is_finite() || b < 0.0)
+        {
             p.add(
                 "max_ui_session_budget",
                 "must be a finite amount, zero or more",

@@ -78,7 +78,10 @@ where
         strip_identity_headers(req.headers_mut());
         // So do header sign-in names, unless a trusted proxy sent them.
         if let Some(sign_in) = &self.shared.hooks.header_sign_in {
-            let trusted = self.shared.trusted_proxies.peer_is_trusted(req.extensions());
+            let trusted = self
+                .shared
+                .trusted_proxies
+                .peer_is_trusted(req.extensions());
             sign_in.strip(req.headers_mut(), trusted);
         }
 

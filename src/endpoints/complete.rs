@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use super::{append_cookie, see_other};
 use crate::error::SsoError;
 use crate::hooks::{
-    CustomSsoRequest, CustomSsoResponse, LoginSource, SsoUserValues, UI_KEY_TEAM_ID,
-    UiKeyRequest, UiKeyResponse, call_hook, plain_value, refusal_message,
+    CustomSsoRequest, CustomSsoResponse, LoginSource, SsoUserValues, UI_KEY_TEAM_ID, UiKeyRequest,
+    UiKeyResponse, call_hook, plain_value, refusal_message,
 };
 use crate::identity::{SsoUser, UserRole};
 use crate::layer::Shared;
@@ -116,11 +116,8 @@ pub(crate) async fn complete_login(
     let ui_key = match &shared.hooks.ui_key {
         None => None,
         Some(issuer) => {
-            let mut req = UiKeyRequest::new(
-                record_user.user_id.clone(),
-                role,
-                shared.sessions.ttl(),
-            );
+            let mut req =
+                UiKeyRequest::new(record_user.user_id.clone(), role, shared.sessions.ttl());
             req.email = email.clone();
             req.models = record_user.models.clone();
             req.team_id = UI_KEY_TEAM_ID.to_owned();
@@ -188,7 +185,10 @@ fn apply_values(
     values: SsoUserValues,
 ) -> Result<Option<String>, SsoError> {
     let bad = |what: &str| {
-        tracing::warn!(field = what, "SSO login refused: the custom SSO hook answered an unusable value");
+        tracing::warn!(
+            field = what,
+            "SSO login refused: the custom SSO hook answered an unusable value"
+        );
         SsoError::bad_gateway(
             "the custom SSO hook failed: the login cannot be completed, try again later",
         )

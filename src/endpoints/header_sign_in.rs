@@ -102,8 +102,7 @@ fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a st
             "the trusted proxy sent a sign-in header more than once",
         ));
     }
-    first
-        .to_str()
-        .map(|v| Some(v.trim()))
-        .map_err(|_| SsoError::bad_request("the trusted proxy sent a sign-in header that is not text"))
+    first.to_str().map(|v| Some(v.trim())).map_err(|_| {
+        SsoError::bad_request("the trusted proxy sent a sign-in header that is not text")
+    })
 }

@@ -176,7 +176,10 @@ mod tests {
             "X_LITELLM_USER_EMAIL",
             "x-litellm_user-email",
         ] {
-            h.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), "mallory".parse().unwrap());
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "mallory".parse().unwrap(),
+            );
         }
         h.insert("x-litellm-user-idx", "kept".parse().unwrap());
         let mut trusted = h.clone();
@@ -191,8 +194,18 @@ mod tests {
     #[test]
     fn bad_names_are_reported() {
         let mut p = Problems(Vec::new());
-        assert!(HeaderSignIn::new().user_id_header("x user").validate(&mut p).is_none());
-        assert!(HeaderSignIn::new().email_header("x_mail").validate(&mut p).is_none());
+        assert!(
+            HeaderSignIn::new()
+                .user_id_header("x user")
+                .validate(&mut p)
+                .is_none()
+        );
+        assert!(
+            HeaderSignIn::new()
+                .email_header("x_mail")
+                .validate(&mut p)
+                .is_none()
+        );
         assert!(
             HeaderSignIn::new()
                 .email_header("X-LiteLLM-User-Id")

@@ -97,14 +97,22 @@ where
             )))
         }
         Ok(Err(e)) => {
-            tracing::error!(hook = name, panicked = e.is_panic(), "SSO login refused: a hook did not finish");
+            tracing::error!(
+                hook = name,
+                panicked = e.is_panic(),
+                "SSO login refused: a hook did not finish"
+            );
             Err(SsoError::bad_gateway(format!(
                 "the {name} hook failed: the login cannot be completed, try again later"
             )))
         }
         Err(_) => {
             task.abort();
-            tracing::warn!(hook = name, timeout_ms = timeout.as_millis() as u64, "SSO login refused: a hook timed out");
+            tracing::warn!(
+                hook = name,
+                timeout_ms = timeout.as_millis() as u64,
+                "SSO login refused: a hook timed out"
+            );
             Err(SsoError::unavailable(format!(
                 "the {name} hook did not answer in time: try again later"
             )))
