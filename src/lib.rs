@@ -72,6 +72,13 @@
 //! ([`mod@http`]) are [`tower::Service`]s with small request and response enums, so they can be
 //! replaced (Redis, PostgreSQL, a test closure) and wrapped with any tower middleware.
 //!
+//! The login itself can be shaped in code the same way ([`hooks`]): a custom SSO hook that sees
+//! every login before the access policy and may change or refuse it
+//! ([`SsoLayerBuilder::custom_sso`]), a UI key issuer that mints the credential the LiteLLM UI
+//! uses ([`SsoLayerBuilder::ui_key_issuer`]), header sign-in behind a trusted proxy
+//! ([`SsoLayerBuilder::header_sign_in`]) and the admin UI switch
+//! ([`SsoLayerBuilder::disable_admin_ui`], `DISABLE_ADMIN_UI`).
+//!
 //! # Several instances
 //!
 //! Replicas behind a load balancer share login state and logouts through Redis
