@@ -12,7 +12,7 @@ use crate::hooks::{
     CustomSsoRequest, CustomSsoResponse, LoginSource, SsoUserValues, UI_KEY_TEAM_ID, UiKeyRequest,
     UiKeyResponse, call_hook, plain_value, refusal_message,
 };
-use crate::identity::{SsoUser, UserRole};
+use crate::identity::{Identity, SsoUser, UserRole};
 use crate::layer::Shared;
 use crate::policy::UiAccessMode;
 use crate::session::{IssueError, NewSession};
@@ -31,15 +31,34 @@ pub(crate) struct LoginOrigin<'a> {
     pub(crate) return_to: Option<String>,
 }
 
-/// Finishes a login for `user`, whose `claims` (bearer credentials removed) an IdP or a trusted
-/// proxy vouched for: the custom SSO hook, the access policy, the user store, the UI key, the
-/// session cookie and a 303 to the return target. Nothing is written before the policy passes.
+/// Finishes a browser login for `user`, whose `claims` (bearer credentials removed) an IdP or a
+/// trusted proxy vouched for: [`accept_login`], then the session cookie and a 303 to the return
+/// target.
 pub(crate) async fn complete_login(
     shared: &Shared,
-    mut user: SsoUser,
+    user: SsoUser,
     claims: &Map<String, Value>,
     origin: LoginOrigin<'_>,
 ) -> Result<Response<Full<Bytes>>, SsoError> {
+    let target = origin
+        .return_to
+        .clone()
+        .unwrap_or_else(|| shared.ui_url.clone());
+    let (token, _identity) = accept_login(shared, user, claims, &origin).await?;
+    let mut res = see_other(&target);
+    append_cookie(&mut res, &super::session_cookie(shared, &token));
+    Ok(res)
+}
+
+/// The part of a login every ending shares (browser redirect, CLI, ...): the custom SSO hook,
+/// the access policy, the user store, the UI key and a new session (its token and identity).
+/// Nothing is written before the policy passes.
+pub(crate) async fn accept_login(
+    shared: &Shared,
+    mut user: SsoUser,
+    claims: &Map<String, Value>,
+    origin: &LoginOrigin<'_>,
+) -> Result<(String, Identity), SsoError> {
     // With several providers, every one but the first gets its own id space: the same id at
     // two providers is two users (the first keeps plain ids, so one provider changes nothing).
     let default_id = crate::claims::fallback_user_id(&user).map(|id| {
@@ -171,11 +190,7 @@ pub(crate) async fn complete_login(
             IssueError::Encode => SsoError::internal("could not issue the session"),
         })?;
     tracing::info!(user_id = %identity.user_id(), role = %identity.role(), provider = %origin.provider, "SSO login");
-
-    let target = origin.return_to.unwrap_or_else(|| shared.ui_url.clone());
-    let mut res = see_other(&target);
-    append_cookie(&mut res, &super::session_cookie(shared, &token));
-    Ok(res)
+    Ok((token, identity))
 }
 
 /// Applies the custom SSO hook's values to the login; the user id to use.
