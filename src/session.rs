@@ -336,8 +336,18 @@ impl SessionCodec {
 
     /// Issues a session token for `session`. Returns the token and the identity it stands for.
     pub fn issue(&self, session: NewSession) -> Result<(String, Identity), IssueError> {
+        self.issue_lasting(session, self.inner.ttl)
+    }
+
+    /// Issues a session token lasting `ttl` instead of the configured duration (the CLI login's
+    /// tokens last `LITELLM_CLI_JWT_EXPIRATION_HOURS`).
+    pub fn issue_lasting(
+        &self,
+        session: NewSession,
+        ttl: Duration,
+    ) -> Result<(String, Identity), IssueError> {
         let now = self.inner.clock.now();
-        let exp = now.saturating_add(self.inner.ttl.as_secs());
+        let exp = now.saturating_add(ttl.as_secs());
         let jti = crate::random::token(24);
         let fields = &self.inner.fields;
         let claims = SessionClaims {

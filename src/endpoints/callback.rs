@@ -1,9 +1,10 @@
-//! `GET /sso/callback`: finish a login.
+//! `GET /sso/callback`: finish a login (and, through [`verify`], the debug login).
 //!
 //! Order matters: everything that can be checked without talking to the IdP is checked first
 //! (browser binding, single-use state, IdP error, `iss`), then the code is redeemed, the id_token
 //! verified, userinfo fetched and matched, claims mapped, the access policy applied, and only then
-//! is the user written to the store and a session issued.
+//! is the user written to the store and a session issued (or, for a CLI login, kept for the
+//! CLI's poll).
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -24,18 +25,25 @@ use crate::oidc::{
 use crate::policy::UiAccessMode;
 use crate::provider::ClientAuthMethod;
 use crate::provider::ProviderKind;
-use crate::runtime::Resolved;
+use crate::runtime::{ProviderRuntime, Resolved};
 use crate::session::{IssueError, NewSession};
 
+/// Finishes a login at the callback of provider `provider_index`; `debug`: at the debug callback.
 pub(crate) async fn finish(
     shared: &Shared,
     provider_index: usize,
     parts: &Parts,
+    debug: bool,
 ) -> Result<Response<Full<Bytes>>, SsoError> {
     // The flow cookie is single use whatever happens next.
     let (flow_name, flow_path) = flow::cookie_name_and_path(shared);
     let clear_flow = clear_cookie(flow_name, flow_path, shared.cookie.secure);
-    let mut res = match run(shared, provider_index, parts).await {
+    let result = if debug {
+        super::debug::run(shared, provider_index, parts).await
+    } else {
+        run(shared, provider_index, parts).await
+    };
+    let mut res = match result {
         Ok(res) => res,
         Err(e) => {
             tracing::info!(status = %e.status(), reason = %e.message(), "SSO callback refused");
@@ -50,11 +58,29 @@ pub(crate) async fn finish(
     Ok(res)
 }
 
-async fn run(
-    shared: &Shared,
+/// A login the provider vouched for, its claims mapped; the access policy not yet applied.
+pub(super) struct Verified<'a> {
+    /// The flow record the login was started with.
+    pub(super) record: flow::FlowRecord,
+    /// The provider.
+    pub(super) provider: &'a ProviderRuntime,
+    /// The mapped user.
+    pub(super) user: SsoUser,
+    /// The user id the login stands for (prefixed for every provider but the first).
+    pub(super) user_id: String,
+    /// The claims received (id_token and userinfo merged), bearer credentials removed at the top.
+    pub(super) claims: Map<String, Value>,
+}
+
+/// Steps 1 to 8: the browser binding, the single-use state, the code redeemed, the id_token and
+/// userinfo verified, the claims mapped. `debug`: the login must have been started as a debug
+/// login (and so was redirected to the debug callback).
+pub(super) async fn verify<'a>(
+    shared: &'a Shared,
     provider_index: usize,
     parts: &Parts,
-) -> Result<Response<Full<Bytes>>, SsoError> {
+    debug: bool,
+) -> Result<Verified<'a>, SsoError> {
     let params = query_params(parts)?;
     let state = param(&params, "state")
         .filter(|s| !s.is_empty())
@@ -66,6 +92,14 @@ async fn run(
 
     // 2. The login is known, live and unused: take it (single use).
     let record = flow::take(shared, &flow_id).await?;
+    // A login finishes where it was meant to: a debug login never at the real callback (where it
+    // would set a session), a real one never at the debug callback.
+    if record.debug != debug {
+        return Err(SsoError::unauthorized(
+            "this login was started for another endpoint: start the login again",
+        )
+        .with_param("state"));
+    }
     if aws_lc_rs::constant_time::verify_slices_are_equal(record.state.as_bytes(), state.as_bytes())
         .is_err()
     {
@@ -120,7 +154,11 @@ async fn run(
         &TokenRequest {
             token_endpoint: &resolved.token_endpoint,
             code,
-            redirect_uri: &provider.callback_url,
+            redirect_uri: if debug {
+                &provider.debug_callback_url
+            } else {
+                &provider.callback_url
+            },
             client_id: &config.client_id,
             client_secret: config.client_secret.as_deref(),
             auth: match config.client_auth {
@@ -231,9 +269,6 @@ async fn run(
     if user.subject.is_none() {
         user.subject = id_sub;
     }
-
-    // 9. Access policy before anything is written.
-    shared.policy.check_login(&user)?;
     let user_id = crate::claims::fallback_user_id(&user)
         .ok_or_else(|| SsoError::unauthorized("the identity provider sent no usable user id"))?;
     // With several providers, every one but the first gets its own id space: the same id at
@@ -243,6 +278,31 @@ async fn run(
     } else {
         format!("{}:{user_id}", config.provider_name())
     };
+    Ok(Verified {
+        record,
+        provider,
+        user,
+        user_id,
+        claims,
+    })
+}
+
+async fn run(
+    shared: &Shared,
+    provider_index: usize,
+    parts: &Parts,
+) -> Result<Response<Full<Bytes>>, SsoError> {
+    let Verified {
+        record,
+        provider,
+        user,
+        user_id,
+        ..
+    } = verify(shared, provider_index, parts, false).await?;
+    let config = &provider.config;
+
+    // 9. Access policy before anything is written.
+    shared.policy.check_login(&user)?;
 
     // The UI access mode too, with the role this login would end up with: a user it refuses
     // must not be created or updated (the check after the upsert stays as the final word).
@@ -276,6 +336,11 @@ async fn run(
         if !team_ids.contains(t) {
             team_ids.push(t.clone());
         }
+    }
+    // A CLI login: the session waits in the verifier cache for the CLI's poll; this browser
+    // gets a page saying so, and no session.
+    if let Some(key_hash) = &record.cli {
+        return super::cli::keep_session(shared, key_hash, &record_user, &user, team_ids).await;
     }
     let (token, identity) = shared
         .sessions
@@ -313,7 +378,7 @@ async fn run(
 /// role, else the stored user's, else the new-user default, else `internal_user_viewer`; then
 /// the `PROXY_ADMIN_ID` promotion, which `upsert_sso_user` applies only to a user bound to this
 /// login's subject (a login without a `sub` binds nothing, so it is never promoted).
-async fn prospective_role(
+pub(super) async fn prospective_role(
     shared: &Shared,
     user: &SsoUser,
     lookup: &crate::store::LoginLookup<'_>,
