@@ -319,15 +319,17 @@ async fn no_secret_in_logs_bodies_or_errors() {
     // The one answer that hands the token out: not recorded.
     let res = send(&b.app, poll("")).await;
     assert_eq!(res.status(), StatusCode::OK);
-    let answer: serde_json::Value = serde_json::from_slice(
-        &res.into_body().collect().await.expect("body").to_bytes(),
-    )
-    .expect("JSON");
+    let answer: serde_json::Value =
+        serde_json::from_slice(&res.into_body().collect().await.expect("body").to_bytes())
+            .expect("JSON");
     let cli_token = answer["key"].as_str().expect("CLI token").to_owned();
     secrets.add("CLI token", Some(&cli_token));
     let res = send(
         &b.app,
-        get("/whoami", &[("authorization", &format!("Bearer {cli_token}"))]),
+        get(
+            "/whoami",
+            &[("authorization", &format!("Bearer {cli_token}"))],
+        ),
     )
     .await;
     assert_eq!(res.status(), StatusCode::OK);
