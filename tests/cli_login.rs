@@ -266,6 +266,14 @@ async fn bad_keys_are_refused() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{key}: {body}");
         assert!(body.contains("Invalid key ID format"), "{body}");
     }
+    // Only GET polls (a HEAD would take the token and drop it).
+    let head = http::Request::head(format!("/sso/cli/poll/{KEY}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(
+        send(&app, head).await.status(),
+        StatusCode::METHOD_NOT_ALLOWED
+    );
     // A malformed sk- key was never used: pending.
     assert_eq!(
         poll_json(&app, "sk-short", "").await,

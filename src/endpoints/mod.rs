@@ -67,7 +67,14 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str) -> Option<Endp
             Some(i) => Endpoint::Callback(i),
             None => return Some(Endpoint::NotFound),
         },
-        other if other.starts_with("/cli/poll/") && !other[10..].contains('/') => Endpoint::CliPoll,
+        // GET only: a HEAD would take the token and drop it with the body.
+        other if other.starts_with("/cli/poll/") && !other[10..].contains('/') => {
+            return Some(if method == Method::GET {
+                Endpoint::CliPoll
+            } else {
+                Endpoint::MethodNotAllowed
+            });
+        }
         _ if !shared.debug_endpoints && rest.starts_with("/debug/") => {
             return Some(Endpoint::NotFound);
         }
