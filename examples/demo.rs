@@ -13,6 +13,9 @@
 //! - `GET /whoami` — the [`Identity`] as JSON (protected: 401 JSON without a session)
 //! - `GET /health` — public
 //! - `GET /sso/logout` — ends the session
+//! - `GET /sso/debug/login` — the debug login (on with the built-in provider, else with
+//!   `SSO_DEBUG_ENABLED=true`): shows what a login would produce, sets no session
+//! - the CLI login: `cargo run --example cli_login` prints a URL to open, then the token
 //!
 //! `LISTEN_ADDR` (default `127.0.0.1:4000`) is where it listens; `PROXY_BASE_URL` defaults to
 //! `http://LISTEN_ADDR`; without `LITELLM_MASTER_KEY` a random session secret is used. The
@@ -131,6 +134,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         };
         defaults.insert("GENERIC_TEAM_IDS_JWT_FIELD".into(), "groups".into());
+        // The built-in provider takes any redirect URI, so the debug login works with it.
+        defaults.insert("SSO_DEBUG_ENABLED".into(), "true".into());
         defaults.insert("GENERIC_USER_DISPLAY_NAME_ATTRIBUTE".into(), "name".into());
         idp
     };

@@ -139,6 +139,21 @@ impl SsoLayer {
             .find(|p| p.config.provider_name() == name)
             .map(|p| p.callback_url.as_str())
     }
+
+    /// The redirect URI of the debug login for the provider named `name`, when the debug
+    /// endpoints are on ([`SsoLayerBuilder::debug_endpoints`]): `{base}{root}/sso/debug/callback`
+    /// for the first provider, `.../sso/debug/callback/{name}` for every other one. The
+    /// provider must allow it as a redirect URI, next to [`callback_url_for`](Self::callback_url_for).
+    pub fn debug_callback_url_for(&self, name: &str) -> Option<&str> {
+        if !self.shared.debug_endpoints {
+            return None;
+        }
+        self.shared
+            .providers
+            .iter()
+            .find(|p| p.config.provider_name() == name)
+            .map(|p| p.debug_callback_url.as_str())
+    }
 }
 
 /// Where a layer keeps its state: what [`SsoLayer::backends`] describes.
@@ -202,6 +217,8 @@ pub(crate) struct Shared {
     pub(crate) ui_url: String,
     pub(crate) cookie: CookieSettings,
     pub(crate) flow_key: Vec<u8>,
+    /// Keys the hashes CLI login keys are stored under.
+    pub(crate) cli_key: Vec<u8>,
     pub(crate) public: PublicPaths,
     pub(crate) sessions: SessionCodec,
     pub(crate) providers: Vec<ProviderRuntime>,
@@ -227,6 +244,10 @@ pub(crate) struct Shared {
     pub(crate) trusted_proxies: TrustedProxies,
     /// Integrator hooks and switches ([`crate::hooks`]).
     pub(crate) hooks: Hooks,
+    /// Whether `/sso/debug/login` and `/sso/debug/callback` are served.
+    pub(crate) debug_endpoints: bool,
+    /// How long the session token a CLI login hands out lasts.
+    pub(crate) cli_token_ttl: Duration,
 }
 
 impl Shared {
@@ -294,6 +315,8 @@ pub struct SsoLayerBuilder {
     trusted_proxies: Vec<String>,
     hooks: Hooks,
     header_sign_in: Option<HeaderSignIn>,
+    debug_endpoints: bool,
+    cli_token_duration: Option<Duration>,
     pub(crate) env_problems: Vec<crate::config::ConfigError>,
 }
 
@@ -719,6 +742,26 @@ impl SsoLayerBuilder {
         self
     }
 
+    /// Serves the debug login (default **off**): `GET /sso/debug/login` runs a login like
+    /// `/sso/key/generate` (same state, PKCE, nonce and browser binding) that ends at
+    /// `/sso/debug/callback` in an HTML page of the identity the login would produce and the
+    /// claims the provider sent (bearer tokens removed, everything escaped), with no session and
+    /// no store write. The provider must allow the debug redirect URI
+    /// ([`SsoLayer::debug_callback_url_for`]). Upstream serves these pages to anyone, always;
+    /// here they are off unless switched on (`SSO_DEBUG_ENABLED=true`), since they show every
+    /// claim of whoever logs in, to them, without the access policy's refusal.
+    pub fn debug_endpoints(mut self, on: bool) -> Self {
+        self.debug_endpoints = on;
+        self
+    }
+
+    /// How long the session token a CLI login hands out lasts (default 24 hours;
+    /// `LITELLM_CLI_JWT_EXPIRATION_HOURS`). At least one second.
+    pub fn cli_token_duration(mut self, d: Duration) -> Self {
+        self.cli_token_duration = Some(d);
+        self
+    }
+
     /// The clock (tests use [`Clock::manual`]).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
@@ -789,6 +832,16 @@ impl SsoLayerBuilder {
         if session_duration.as_secs() == 0 {
             p.add(
                 "session_duration (LITELLM_UI_SESSION_DURATION)",
+                "must be at least one second",
+            );
+        }
+
+        let cli_token_ttl = self
+            .cli_token_duration
+            .unwrap_or(Duration::from_secs(24 * 3600));
+        if cli_token_ttl.as_secs() == 0 {
+            p.add(
+                "cli_token_duration (LITELLM_CLI_JWT_EXPIRATION_HOURS)",
                 "must be at least one second",
             );
         }
@@ -890,6 +943,7 @@ impl SsoLayerBuilder {
         let secure = base_url.scheme() == "https";
         let endpoint_prefix = format!("{root_path}{prefix}");
         let callback_url = format!("{base}{endpoint_prefix}/callback");
+        let debug_callback_url = format!("{base}{endpoint_prefix}/debug/callback");
         let ui_url = format!("{root_path}{ui_path}");
         let clock = self.clock.unwrap_or_default();
         let mut fields = self.session_fields.unwrap_or_default();
@@ -918,12 +972,15 @@ impl SsoLayerBuilder {
             .into_iter()
             .enumerate()
             .map(|(i, pc)| {
-                let url = if i == 0 {
-                    callback_url.clone()
+                let (url, debug_url) = if i == 0 {
+                    (callback_url.clone(), debug_callback_url.clone())
                 } else {
-                    format!("{callback_url}/{}", pc.provider_name())
+                    (
+                        format!("{callback_url}/{}", pc.provider_name()),
+                        format!("{debug_callback_url}/{}", pc.provider_name()),
+                    )
                 };
-                ProviderRuntime::new(pc, http.clone(), clock.clone(), url)
+                ProviderRuntime::new(pc, http.clone(), clock.clone(), url, debug_url)
             })
             .collect();
         let shared = Shared {
@@ -941,6 +998,7 @@ impl SsoLayerBuilder {
                 max_age: session_duration,
             },
             flow_key: derive_key(&secret, "flow"),
+            cli_key: derive_key(&secret, "cli-key"),
             public: PublicPaths::new(patterns),
             sessions,
             providers,
@@ -964,6 +1022,8 @@ impl SsoLayerBuilder {
             rate_limiter: RateLimiter::new(rate_limits),
             trusted_proxies: TrustedProxies::new(trusted),
             hooks,
+            debug_endpoints: self.debug_endpoints,
+            cli_token_ttl,
         };
         Ok(SsoLayer {
             shared: Arc::new(shared),

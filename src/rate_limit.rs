@@ -1,5 +1,5 @@
 //! Rate limits per client on the unauthenticated endpoints that cost the layer something (login
-//! starts write to the verifier cache, callbacks call the identity provider).
+//! starts write to the verifier cache, callbacks call the identity provider, CLI polls read it).
 //!
 //! Each client address has a token bucket per kind of request, kept in a bounded, expiring
 //! in-process map. The gate (protected requests) is never rate limited. See
@@ -56,7 +56,8 @@ impl RateLimit {
 /// The rate limits of the layer's unauthenticated endpoints, per client address.
 ///
 /// The defaults are generous enough that no person meets them: 60 login starts a minute per
-/// client with bursts of 20, and the same for callbacks. Requests without a known client
+/// client with bursts of 20, and the same for callbacks; 120 CLI polls a minute with bursts of 20
+/// (a CLI polls once a second). Requests without a known client
 /// address (see [`ClientAddr`](crate::ClientAddr)) share one bucket per kind whose limits are
 /// [`unknown_client_factor`](Self::unknown_client_factor) times larger, and a warning is logged
 /// once.
@@ -78,6 +79,8 @@ pub struct RateLimits {
     pub login: Option<RateLimit>,
     /// Callbacks (`GET /sso/callback`); `None`: unlimited.
     pub callback: Option<RateLimit>,
+    /// CLI login polls (`GET /sso/cli/poll/{key}`); `None`: unlimited.
+    pub cli_poll: Option<RateLimit>,
     /// How much larger the limits of the one bucket shared by requests without a known client
     /// address are (default 10).
     pub unknown_client_factor: u32,
@@ -91,6 +94,7 @@ impl Default for RateLimits {
         Self {
             login: Some(Self::DEFAULT),
             callback: Some(Self::DEFAULT),
+            cli_poll: Some(Self::DEFAULT_CLI_POLL),
             unknown_client_factor: 10,
             max_clients: 100_000,
         }
@@ -100,12 +104,15 @@ impl Default for RateLimits {
 impl RateLimits {
     /// The default limit of each endpoint: 60 a minute, bursts of 20.
     pub const DEFAULT: RateLimit = RateLimit::new(60, 20);
+    /// The default limit of CLI polls: 120 a minute, bursts of 20.
+    pub const DEFAULT_CLI_POLL: RateLimit = RateLimit::new(120, 20);
 
     /// No rate limits at all.
     pub fn disabled() -> Self {
         Self {
             login: None,
             callback: None,
+            cli_poll: None,
             ..Self::default()
         }
     }
@@ -122,6 +129,12 @@ impl RateLimits {
         self
     }
 
+    /// The limit on CLI login polls per client (`None`: unlimited).
+    pub fn cli_poll(mut self, limit: impl Into<Option<RateLimit>>) -> Self {
+        self.cli_poll = limit.into();
+        self
+    }
+
     /// How much larger the limits shared by requests without a known client address are.
     pub fn unknown_client_factor(mut self, factor: u32) -> Self {
         self.unknown_client_factor = factor;
@@ -135,7 +148,11 @@ impl RateLimits {
     }
 
     pub(crate) fn validate(&self, p: &mut Problems) {
-        for (what, limit) in [("login", self.login), ("callback", self.callback)] {
+        for (what, limit) in [
+            ("login", self.login),
+            ("callback", self.callback),
+            ("CLI poll", self.cli_poll),
+        ] {
             if let Some(l) = limit
                 && (l.per_minute == 0 || l.burst == 0)
             {
@@ -167,6 +184,7 @@ impl RateLimits {
 pub(crate) enum Action {
     Login,
     Callback,
+    CliPoll,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -203,7 +221,7 @@ impl RateLimiter {
     pub(crate) fn new(limits: RateLimits) -> Self {
         let factor = limits.unknown_client_factor.max(1);
         // A bucket idle for its refill time is full again: forgetting it then changes nothing.
-        let idle = [limits.login, limits.callback]
+        let idle = [limits.login, limits.callback, limits.cli_poll]
             .into_iter()
             .flatten()
             .flat_map(|l| [l.refill_time(), l.scaled(factor).refill_time()])
@@ -259,6 +277,7 @@ impl RateLimiter {
         match action {
             Action::Login => self.limits.login,
             Action::Callback => self.limits.callback,
+            Action::CliPoll => self.limits.cli_poll,
         }
     }
 

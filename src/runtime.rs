@@ -27,6 +27,8 @@ pub(crate) struct ProviderRuntime {
     pub(crate) config: Provider,
     /// The redirect URI registered for this provider.
     pub(crate) callback_url: String,
+    /// The redirect URI of the debug login for this provider.
+    pub(crate) debug_callback_url: String,
     http: HttpClient,
     clock: Clock,
     resolved: OnceCell<Arc<Resolved>>,
@@ -44,10 +46,12 @@ impl ProviderRuntime {
         http: HttpClient,
         clock: Clock,
         callback_url: String,
+        debug_callback_url: String,
     ) -> Self {
         Self {
             config,
             callback_url,
+            debug_callback_url,
             http,
             clock,
             resolved: OnceCell::new(),

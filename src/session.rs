@@ -337,7 +337,7 @@ impl SessionCodec {
 
     /// Issues a session token for `session`. Returns the token and the identity it stands for.
     pub fn issue(&self, session: NewSession) -> Result<(String, Identity), IssueError> {
-        self.issue_with_key(session, None)
+        self.issue_with(session, None, self.inner.ttl)
     }
 
     /// Like [`issue`](Self::issue), with `key` as the token's `key` field (the credential the
@@ -348,8 +348,27 @@ impl SessionCodec {
         session: NewSession,
         key: Option<String>,
     ) -> Result<(String, Identity), IssueError> {
+        self.issue_with(session, key, self.inner.ttl)
+    }
+
+    /// Issues a session token lasting `ttl` instead of the configured duration (the CLI login's
+    /// tokens last `LITELLM_CLI_JWT_EXPIRATION_HOURS`).
+    pub fn issue_lasting(
+        &self,
+        session: NewSession,
+        ttl: Duration,
+    ) -> Result<(String, Identity), IssueError> {
+        self.issue_with(session, None, ttl)
+    }
+
+    fn issue_with(
+        &self,
+        session: NewSession,
+        key: Option<String>,
+        ttl: Duration,
+    ) -> Result<(String, Identity), IssueError> {
         let now = self.inner.clock.now();
-        let exp = now.saturating_add(self.inner.ttl.as_secs());
+        let exp = now.saturating_add(ttl.as_secs());
         let jti = crate::random::token(24);
         let fields = &self.inner.fields;
         let claims = SessionClaims {

@@ -10,8 +10,8 @@
 //! The issued values come from the provider itself (`MockIdp::last_issued`), the others from the
 //! responses.
 //!
-//! TODO: when the CLI login lands, run it here too (its polling key and the session it hands out
-//! must not be logged either).
+//! A CLI login runs here too: its key and the session token it hands out appear nowhere but in
+//! the one poll answer that hands the token out (and the URL the CLI opens).
 
 mod common;
 
@@ -137,6 +137,18 @@ impl Secrets {
         self.add("id token", issued.id_token.as_deref());
         self.add("refresh token", issued.refresh_token.as_deref());
     }
+}
+
+/// A random key body like the one upstream's CLI makes (a UUID).
+fn uuid_like() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::new();
+    for i in 0..4 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(i);
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
 }
 
 async fn idp() -> MockIdp {
@@ -277,6 +289,65 @@ async fn no_secret_in_logs_bodies_or_errors() {
             .is_some_and(|t| t.starts_with("eyJ"))
     );
 
+    // 6. A CLI login: the key and the token it hands out.
+    tracing::info!("secrets test: CLI login");
+    let cli_key = format!("sk-{}", uuid_like());
+    secrets.add("CLI key", Some(&cli_key));
+    secrets.add("CLI key (random part)", Some(&cli_key[3..]));
+    let mut b = Browser::for_layer(&layer);
+    let poll = |query: &str| {
+        get(
+            &format!("/sso/cli/poll/{cli_key}{query}"),
+            &[("accept", "application/json")],
+        )
+    };
+    let res = send(&b.app, poll("")).await;
+    assert_eq!(seen.record("CLI poll before", res).await, StatusCode::OK);
+    let flow = b
+        .authorize(&idp, &format!("source=litellm-cli&key={cli_key}"))
+        .await;
+    secrets.add("flow cookie", Some(&flow.flow_cookie));
+    secrets.add("authorization code", flow.callback_param("code").as_deref());
+    let res = b.callback(&flow).await;
+    secrets.add_issued(&idp);
+    assert_eq!(seen.record("CLI callback", res).await, StatusCode::OK);
+    let res = send(&b.app, poll("?team_id=not-a-team")).await;
+    assert_eq!(
+        seen.record("CLI poll, foreign team", res).await,
+        StatusCode::FORBIDDEN
+    );
+    // The one answer that hands the token out: not recorded.
+    let res = send(&b.app, poll("")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let answer: serde_json::Value =
+        serde_json::from_slice(&res.into_body().collect().await.expect("body").to_bytes())
+            .expect("JSON");
+    let cli_token = answer["key"].as_str().expect("CLI token").to_owned();
+    secrets.add("CLI token", Some(&cli_token));
+    let res = send(
+        &b.app,
+        get(
+            "/whoami",
+            &[("authorization", &format!("Bearer {cli_token}"))],
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = send(&b.app, poll("")).await;
+    assert_eq!(seen.record("CLI poll after", res).await, StatusCode::OK);
+    let res = send(
+        &b.app,
+        get(
+            "/whoami",
+            &[("authorization", &format!("Bearer {cli_token}x"))],
+        ),
+    )
+    .await;
+    assert_eq!(
+        seen.record("tampered CLI token", res).await,
+        StatusCode::UNAUTHORIZED
+    );
+
     // The cases above did go through the token endpoint with a verifier.
     assert!(idp.last_issued().code_verifier.is_some());
 
@@ -289,7 +360,9 @@ async fn no_secret_in_logs_bodies_or_errors() {
         "the capture is not at TRACE"
     );
     assert!(
-        logs.contains("SSO login") && logs.contains("SSO callback refused"),
+        logs.contains("SSO login")
+            && logs.contains("SSO callback refused")
+            && logs.contains("SSO CLI token handed out"),
         "the capture missed the layer's own log lines:\n{logs}"
     );
     let mut leaks = Vec::new();

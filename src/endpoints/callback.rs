@@ -1,9 +1,10 @@
-//! `GET /sso/callback`: finish a login.
+//! `GET /sso/callback`: finish a login (and, through [`verify`], the debug login).
 //!
 //! Order matters: everything that can be checked without talking to the IdP is checked first
 //! (browser binding, single-use state, IdP error, `iss`), then the code is redeemed, the id_token
 //! verified, userinfo fetched and matched, claims mapped, the access policy applied, and only then
-//! is the user written to the store and a session issued.
+//! is the user written to the store and a session issued (or, for a CLI login, kept for the
+//! CLI's poll).
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -15,6 +16,7 @@ use super::cookies::clear_cookie;
 use super::flow;
 use super::{append_cookie, param, query_params};
 use crate::error::SsoError;
+use crate::identity::SsoUser;
 use crate::layer::Shared;
 use crate::oidc::{
     ClientAuth, DEFAULT_LEEWAY, IdTokenCheck, TokenRequest, check_unverified_id_token,
@@ -22,17 +24,24 @@ use crate::oidc::{
 };
 use crate::provider::ClientAuthMethod;
 use crate::provider::ProviderKind;
-use crate::runtime::Resolved;
+use crate::runtime::{ProviderRuntime, Resolved};
 
+/// Finishes a login at the callback of provider `provider_index`; `debug`: at the debug callback.
 pub(crate) async fn finish(
     shared: &Shared,
     provider_index: usize,
     parts: &Parts,
+    debug: bool,
 ) -> Result<Response<Full<Bytes>>, SsoError> {
     // The flow cookie is single use whatever happens next.
     let (flow_name, flow_path) = flow::cookie_name_and_path(shared);
     let clear_flow = clear_cookie(flow_name, flow_path, shared.cookie.secure);
-    let mut res = match run(shared, provider_index, parts).await {
+    let result = if debug {
+        super::debug::run(shared, provider_index, parts).await
+    } else {
+        run(shared, provider_index, parts).await
+    };
+    let mut res = match result {
         Ok(res) => res,
         Err(e) => {
             tracing::info!(status = %e.status(), reason = %e.message(), "SSO callback refused");
@@ -47,11 +56,30 @@ pub(crate) async fn finish(
     Ok(res)
 }
 
-async fn run(
-    shared: &Shared,
+/// A login the provider vouched for, its claims mapped; the access policy not yet applied.
+pub(super) struct Verified<'a> {
+    /// The flow record the login was started with.
+    pub(super) record: flow::FlowRecord,
+    /// The provider.
+    pub(super) provider: &'a ProviderRuntime,
+    /// The mapped user.
+    pub(super) user: SsoUser,
+    /// The user id the login stands for before any hook (prefixed for every provider but the
+    /// first); `None` when the provider sent none (a custom SSO hook may still supply one).
+    pub(super) user_id: Option<String>,
+    /// The claims received (id_token and userinfo merged), bearer credentials removed at the top.
+    pub(super) claims: Map<String, Value>,
+}
+
+/// Steps 1 to 8: the browser binding, the single-use state, the code redeemed, the id_token and
+/// userinfo verified, the claims mapped. `debug`: the login must have been started as a debug
+/// login (and so was redirected to the debug callback).
+pub(super) async fn verify<'a>(
+    shared: &'a Shared,
     provider_index: usize,
     parts: &Parts,
-) -> Result<Response<Full<Bytes>>, SsoError> {
+    debug: bool,
+) -> Result<Verified<'a>, SsoError> {
     let params = query_params(parts)?;
     let state = param(&params, "state")
         .filter(|s| !s.is_empty())
@@ -63,6 +91,14 @@ async fn run(
 
     // 2. The login is known, live and unused: take it (single use).
     let record = flow::take(shared, &flow_id).await?;
+    // A login finishes where it was meant to: a debug login never at the real callback (where it
+    // would set a session), a real one never at the debug callback.
+    if record.debug != debug {
+        return Err(SsoError::unauthorized(
+            "this login was started for another endpoint: start the login again",
+        )
+        .with_param("state"));
+    }
     if aws_lc_rs::constant_time::verify_slices_are_equal(record.state.as_bytes(), state.as_bytes())
         .is_err()
     {
@@ -117,7 +153,11 @@ async fn run(
         &TokenRequest {
             token_endpoint: &resolved.token_endpoint,
             code,
-            redirect_uri: &provider.callback_url,
+            redirect_uri: if debug {
+                &provider.debug_callback_url
+            } else {
+                &provider.callback_url
+            },
             client_id: &config.client_id,
             client_secret: config.client_secret.as_deref(),
             auth: match config.client_auth {
@@ -228,20 +268,51 @@ async fn run(
     if user.subject.is_none() {
         user.subject = id_sub;
     }
-
-    // 9-11. Hook, access policy, users and teams, session: shared with the header sign-in.
-    super::complete::complete_login(
-        shared,
+    let user_id =
+        super::complete::default_user_id(&user, config.provider_name(), provider_index != 0);
+    Ok(Verified {
+        record,
+        provider,
         user,
-        &claims,
-        super::complete::LoginOrigin {
-            provider: config.provider_name(),
-            namespaced: provider_index != 0,
-            source: crate::hooks::LoginSource::IdentityProvider,
-            return_to: record.return_to.clone(),
-        },
-    )
-    .await
+        user_id,
+        claims,
+    })
+}
+
+/// Steps 9 to 11: the custom SSO hook, the access policy, users and teams, then the ending: a
+/// browser session, or, for a CLI login, the CLI's session kept for its poll.
+async fn run(
+    shared: &Shared,
+    provider_index: usize,
+    parts: &Parts,
+) -> Result<Response<Full<Bytes>>, SsoError> {
+    let Verified {
+        record,
+        provider,
+        user,
+        claims,
+        ..
+    } = verify(shared, provider_index, parts, false).await?;
+    let origin = super::complete::LoginOrigin {
+        provider: provider.config.provider_name(),
+        namespaced: provider_index != 0,
+        source: crate::hooks::LoginSource::IdentityProvider,
+        return_to: record.return_to.clone(),
+    };
+    // A CLI login: the session waits in the verifier cache for the CLI's poll; this browser gets
+    // a page saying so, and no session.
+    if let Some(key_hash) = &record.cli {
+        let admitted = super::complete::admit(shared, user, &claims, &origin).await?;
+        return super::cli::keep_session(
+            shared,
+            key_hash,
+            &admitted.record,
+            &admitted.user,
+            admitted.team_ids,
+        )
+        .await;
+    }
+    super::complete::complete_login(shared, user, &claims, origin).await
 }
 
 /// An IdP-supplied error text, shortened and reduced to harmless characters.

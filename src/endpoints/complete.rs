@@ -16,7 +16,7 @@ use crate::identity::{Identity, SsoUser, UserRole};
 use crate::layer::Shared;
 use crate::policy::UiAccessMode;
 use crate::session::{IssueError, NewSession};
-use crate::store::NewUserDefaults;
+use crate::store::{NewUserDefaults, UserRecord};
 
 /// Where a login comes from.
 pub(crate) struct LoginOrigin<'a> {
@@ -50,24 +50,38 @@ pub(crate) async fn complete_login(
     Ok(res)
 }
 
-/// The part of a login every ending shares (browser redirect, CLI, ...): the custom SSO hook,
-/// the access policy, the user store, the UI key and a new session (its token and identity).
-/// Nothing is written before the policy passes.
-pub(crate) async fn accept_login(
+/// The user id a login stands for before any hook: the mapped id, prefixed `"<provider>:"` for
+/// every provider but the first (the same id at two providers is two users; the first keeps
+/// plain ids, so one provider changes nothing).
+pub(crate) fn default_user_id(user: &SsoUser, provider: &str, namespaced: bool) -> Option<String> {
+    crate::claims::fallback_user_id(user).map(|id| {
+        if namespaced {
+            format!("{provider}:{id}")
+        } else {
+            id
+        }
+    })
+}
+
+/// A login the hook, the access policy and the user store accepted.
+pub(crate) struct Admitted {
+    /// The user as stored now.
+    pub(crate) record: UserRecord,
+    /// The mapped user, with the hook's values applied.
+    pub(crate) user: SsoUser,
+    /// The stored teams, then the login's own.
+    pub(crate) team_ids: Vec<String>,
+}
+
+/// What every ending of a login shares (browser redirect, CLI, header sign-in): the custom SSO
+/// hook, the access policy, then the user store. Nothing is written before the policy passes.
+pub(crate) async fn admit(
     shared: &Shared,
     mut user: SsoUser,
     claims: &Map<String, Value>,
     origin: &LoginOrigin<'_>,
-) -> Result<(String, Identity), SsoError> {
-    // With several providers, every one but the first gets its own id space: the same id at
-    // two providers is two users (the first keeps plain ids, so one provider changes nothing).
-    let default_id = crate::claims::fallback_user_id(&user).map(|id| {
-        if origin.namespaced {
-            format!("{}:{id}", origin.provider)
-        } else {
-            id
-        }
-    });
+) -> Result<Admitted, SsoError> {
+    let default_id = default_user_id(&user, origin.provider, origin.namespaced);
     let mut user_defaults = shared.user_defaults.clone();
 
     // 1. The custom SSO hook (upstream `user_custom_sso`), before anything is checked or written.
@@ -127,8 +141,34 @@ pub(crate) async fn accept_login(
     )
     .await?;
     // `upsert_sso_user` has applied the `PROXY_ADMIN_ID` promotion (to a bound user only).
+    shared.policy.check_ui_access(record_user.role)?;
+
+    let mut team_ids = record_user.teams.clone();
+    for t in &user.team_ids {
+        if !team_ids.contains(t) {
+            team_ids.push(t.clone());
+        }
+    }
+    Ok(Admitted {
+        record: record_user,
+        user,
+        team_ids,
+    })
+}
+
+/// A browser login's end: [`admit`], then the UI key and a new session (its token and identity).
+pub(crate) async fn accept_login(
+    shared: &Shared,
+    user: SsoUser,
+    claims: &Map<String, Value>,
+    origin: &LoginOrigin<'_>,
+) -> Result<(String, Identity), SsoError> {
+    let Admitted {
+        record: record_user,
+        user,
+        team_ids,
+    } = admit(shared, user, claims, origin).await?;
     let role = record_user.role;
-    shared.policy.check_ui_access(role)?;
 
     // 4. The UI key (upstream `generate_key_helper_fn`), once the user is accepted.
     let email = record_user.email.clone().or(user.email.clone());
@@ -160,12 +200,6 @@ pub(crate) async fn accept_login(
     };
 
     // 5. The session.
-    let mut team_ids = record_user.teams.clone();
-    for t in &user.team_ids {
-        if !team_ids.contains(t) {
-            team_ids.push(t.clone());
-        }
-    }
     let (token, identity) = shared
         .sessions
         .issue_with_key(
@@ -240,7 +274,7 @@ fn apply_values(
 /// role, else the stored user's, else the new-user default, else `internal_user_viewer`; then
 /// the `PROXY_ADMIN_ID` promotion, which `upsert_sso_user` applies only to a user bound to this
 /// login's subject (a login without a `sub` binds nothing, so it is never promoted).
-async fn prospective_role(
+pub(crate) async fn prospective_role(
     shared: &Shared,
     user: &SsoUser,
     lookup: &crate::store::LoginLookup<'_>,

@@ -5,8 +5,8 @@
 //! size (about 170 bytes of JSON), whatever the request asked for, so login starts cannot fill
 //! the cache with large records. The browser holds a flow cookie: a JWT signed with a key derived
 //! for this purpose alone, naming the cookie, the flow id, a hash of the state, and the
-//! variable-length parts that need integrity but no secrecy (the provider, the return target and
-//! any CLI login handle), so the callback can check that *this* browser started *this* login
+//! variable-length parts that need integrity but no secrecy (the provider, the return target,
+//! the keyed hash of a CLI login key, and whether this is a debug login), so the callback can check that *this* browser started *this* login
 //! before anything is redeemed. The cookie stays under [`MAX_FLOW_COOKIE_LEN`] bytes: a return
 //! target too long for it is dropped (the user lands on the UI path, as for an invalid one).
 
@@ -64,7 +64,10 @@ pub(crate) struct FlowRecord {
     pub(crate) nonce: String,
     pub(crate) verifier: Option<String>,
     pub(crate) return_to: Option<String>,
+    /// The keyed hash of the CLI login key (never the key itself), for a CLI login.
     pub(crate) cli: Option<String>,
+    /// A debug login (`/sso/debug/login`): it may finish only at the debug callback.
+    pub(crate) debug: bool,
 }
 
 /// What the verifier cache holds: fixed-size secrets only (each 43 characters).
@@ -88,9 +91,12 @@ struct FlowClaims {
     /// The validated return target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rt: Option<String>,
-    /// The CLI login handle.
+    /// The keyed hash of the CLI login key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cli: Option<String>,
+    /// A debug login.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    dbg: bool,
 }
 
 /// A flow cookie checked against the callback's `state`: what it vouches for.
@@ -101,6 +107,7 @@ pub(crate) struct OpenedFlow {
     provider: String,
     return_to: Option<String>,
     cli: Option<String>,
+    debug: bool,
 }
 
 pub(crate) fn cache_key(flow_id: &str) -> String {
@@ -127,6 +134,7 @@ pub(crate) fn seal(
         prv: record.provider.clone(),
         rt: record.return_to.clone(),
         cli: record.cli.clone(),
+        dbg: record.debug,
     };
     let key = EncodingKey::from_secret(&shared.flow_key)
         .map_err(|_| SsoError::internal("flow key unusable"))?;
@@ -197,6 +205,7 @@ pub(crate) fn open(
         provider: claims.prv,
         return_to: claims.rt,
         cli: claims.cli,
+        debug: claims.dbg,
     })
 }
 
@@ -272,6 +281,7 @@ pub(crate) async fn take(shared: &Shared, opened: &OpenedFlow) -> Result<FlowRec
         verifier: cached.verifier,
         return_to: opened.return_to.clone(),
         cli: opened.cli.clone(),
+        debug: opened.debug,
     })
 }
 
@@ -292,6 +302,7 @@ mod tests {
             ),
             return_to,
             cli: None,
+            debug: false,
         }
     }
 
@@ -301,7 +312,8 @@ mod tests {
         let empty = cached_value(&record(Some(String::new()))).unwrap();
         let big = cached_value(&record(Some(format!("/{}", "a".repeat(2047))))).unwrap();
         let mut cli = record(Some(format!("/{}", "b".repeat(2047))));
-        cli.cli = Some(format!("cli-{}", "x".repeat(124)));
+        cli.cli = Some("x".repeat(43));
+        cli.debug = true;
         cli.provider = "a-provider-with-a-long-name".into();
         cli.state = "a configured static state of any length at all".repeat(10);
         let cli = cached_value(&cli).unwrap();

@@ -1,4 +1,7 @@
-//! `GET /sso/key/generate`: start a login.
+//! `GET /sso/key/generate` (and `GET /sso/debug/login`): start a login.
+//!
+//! With `source=litellm-cli&key=sk-…` it starts a CLI login (see [`super::cli`]): the flow cookie
+//! carries the keyed hash of the key, and the browser's own session is left alone.
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -13,19 +16,11 @@ use crate::error::SsoError;
 use crate::layer::Shared;
 use crate::session::token_from_headers;
 
-/// The CLI login handle pattern: `cli-` and 12 to 124 of `[A-Za-z0-9_-]`.
-pub(crate) fn valid_cli_handle(key: &str) -> bool {
-    key.strip_prefix("cli-").is_some_and(|rest| {
-        (12..=124).contains(&rest.len())
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    })
-}
-
+/// Starts a login; `debug`: the debug login, which comes back to the debug callback.
 pub(crate) async fn start(
     shared: &Shared,
     parts: &Parts,
+    debug: bool,
 ) -> Result<Response<Full<Bytes>>, SsoError> {
     if let Some(signed_in) = super::header_sign_in::try_sign_in(shared, parts).await {
         return signed_in;
@@ -39,17 +34,27 @@ pub(crate) async fn start(
             SsoError::bad_request("unknown SSO provider").with_param("provider")
         }
     })?;
-    let cli = match (param(&params, "source"), param(&params, "key")) {
-        (Some("litellm-cli"), Some(key)) if valid_cli_handle(key) => Some(key.to_owned()),
-        (Some("litellm-cli"), _) => {
-            return Err(SsoError::bad_request("invalid CLI login handle").with_param("key"));
+    // Upstream's CLI passes `existing_key` too; it only logs it, and so does nothing here.
+    let cli = match (debug, param(&params, "source"), param(&params, "key")) {
+        (false, Some(super::cli::CLI_SOURCE), key) => {
+            Some(super::cli::key_hash(shared, super::cli::checked_key(key)?))
         }
         _ => None,
     };
-    // An invalid return target is not an error: the user lands on the UI path instead.
-    let return_to = param(&params, "return_to")
-        .or_else(|| param(&params, "redirect_to"))
-        .and_then(|t| shared.redirects.validate(t));
+    // An invalid return target is not an error: the user lands on the UI path instead. A CLI
+    // or debug login never redirects anywhere.
+    let return_to = if cli.is_some() || debug {
+        None
+    } else {
+        param(&params, "return_to")
+            .or_else(|| param(&params, "redirect_to"))
+            .and_then(|t| shared.redirects.validate(t))
+    };
+    let redirect_uri = if debug {
+        &provider.debug_callback_url
+    } else {
+        &provider.callback_url
+    };
 
     let resolved = provider.resolve().await?;
     let config = &provider.config;
@@ -74,7 +79,7 @@ pub(crate) async fn start(
         let mut q = url.query_pairs_mut();
         q.append_pair("response_type", "code");
         q.append_pair("client_id", &config.client_id);
-        q.append_pair("redirect_uri", &provider.callback_url);
+        q.append_pair("redirect_uri", redirect_uri);
         q.append_pair("scope", &config.scopes.join(" "));
         q.append_pair("state", &state);
         q.append_pair("nonce", &nonce);
@@ -91,6 +96,7 @@ pub(crate) async fn start(
         verifier,
         return_to,
         cli,
+        debug,
     };
     flow::store(shared, &flow_id, &record).await?;
     let sealed = flow::seal(shared, &flow_id, &record)?;
@@ -112,7 +118,8 @@ pub(crate) async fn start(
     // still presents is revoked so that a copy of it stops working too. Not when another site
     // sent the browser here (a link or an image on any page would otherwise log users out):
     // the login may still start, and the callback replaces the cookie if it completes.
-    if !cross_site(&parts.headers) {
+    // A CLI or debug login sets no session in this browser, so it leaves the old one alone.
+    if !cross_site(&parts.headers) && record.cli.is_none() && !record.debug {
         if let Some(token) = token_from_headers(&parts.headers, &shared.cookie.name)
             && let Ok(old) = shared.sessions.verify(token)
         {
@@ -125,18 +132,4 @@ pub(crate) async fn start(
         http::HeaderValue::from_static("no-referrer"),
     );
     Ok(res)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cli_handles() {
-        assert!(valid_cli_handle("cli-test_1234567890"));
-        assert!(!valid_cli_handle("cli-session"));
-        assert!(!valid_cli_handle("cli-test\n1234567890"));
-        assert!(!valid_cli_handle("cli-test\u{0}1234567890"));
-        assert!(!valid_cli_handle("sk-test1234567890"));
-    }
 }

@@ -17,15 +17,19 @@ use crate::session::{SessionError, session_token};
 
 mod admin_ui;
 mod callback;
+mod cli;
 mod complete;
 mod cookies;
+mod debug;
 mod flow;
 mod header_sign_in;
+mod html;
 mod login;
 mod logout;
 mod settings;
 
 pub(crate) use self::cookies::{clear_cookie, session_cookie};
+pub(crate) use self::html::html_escape;
 
 /// One of the layer's endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +38,12 @@ pub(crate) enum Endpoint {
     /// The callback of the provider at this index (`/callback` is the first provider's,
     /// `/callback/{name}` every other one's).
     Callback(usize),
+    /// `/debug/login` (only when the debug endpoints are on).
+    DebugLogin,
+    /// The debug callback of the provider at this index (as for [`Endpoint::Callback`]).
+    DebugCallback(usize),
+    /// `/cli/poll/{key}`.
+    CliPoll,
     UiSettings,
     Readiness,
     Logout,
@@ -56,15 +66,26 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str) -> Option<Endp
     let endpoint = match rest {
         "/key/generate" | "/login" => Endpoint::Login,
         "/callback" => Endpoint::Callback(0),
-        other if other.starts_with("/callback/") => {
-            let name = &other["/callback/".len()..];
-            match shared
-                .providers
-                .iter()
-                .skip(1)
-                .position(|p| p.config.provider_name() == name)
-            {
-                Some(i) => Endpoint::Callback(i + 1),
+        other if other.starts_with("/callback/") => match callback_index(shared, &other[10..]) {
+            Some(i) => Endpoint::Callback(i),
+            None => return Some(Endpoint::NotFound),
+        },
+        // GET only: a HEAD would take the token and drop it with the body.
+        other if other.starts_with("/cli/poll/") && !other[10..].contains('/') => {
+            return Some(if method == Method::GET {
+                Endpoint::CliPoll
+            } else {
+                Endpoint::MethodNotAllowed
+            });
+        }
+        _ if !shared.debug_endpoints && rest.starts_with("/debug/") => {
+            return Some(Endpoint::NotFound);
+        }
+        "/debug/login" => Endpoint::DebugLogin,
+        "/debug/callback" => Endpoint::DebugCallback(0),
+        other if other.starts_with("/debug/callback/") => {
+            match callback_index(shared, &other[16..]) {
+                Some(i) => Endpoint::DebugCallback(i),
                 None => return Some(Endpoint::NotFound),
             }
         }
@@ -86,6 +107,17 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str) -> Option<Endp
     })
 }
 
+/// The index of the provider whose callback is `/callback/{name}`: every provider but the
+/// first (whose callback is plain `/callback`).
+fn callback_index(shared: &Shared, name: &str) -> Option<usize> {
+    shared
+        .providers
+        .iter()
+        .skip(1)
+        .position(|p| p.config.provider_name() == name)
+        .map(|i| i + 1)
+}
+
 /// Answers an endpoint.
 pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> EndpointFuture {
     Box::pin(async move {
@@ -98,8 +130,11 @@ pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> E
             return admin_ui::disabled();
         }
         let result = match endpoint {
-            Endpoint::Login => login::start(&shared, &parts).await,
-            Endpoint::Callback(index) => callback::finish(&shared, index, &parts).await,
+            Endpoint::Login => login::start(&shared, &parts, false).await,
+            Endpoint::Callback(index) => callback::finish(&shared, index, &parts, false).await,
+            Endpoint::DebugLogin => login::start(&shared, &parts, true).await,
+            Endpoint::DebugCallback(i) => callback::finish(&shared, i, &parts, true).await,
+            Endpoint::CliPoll => cli::poll(&shared, &parts).await,
             Endpoint::UiSettings => settings::ui_settings(&shared, &parts),
             Endpoint::Readiness => settings::readiness(&shared, &parts).await,
             Endpoint::Logout => logout::logout(&shared, &parts).await,
@@ -114,16 +149,17 @@ pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> E
     })
 }
 
-/// Takes a token from the client's bucket for a login start or a callback; a 429 with
-/// `Retry-After` when it is empty.
+/// Takes a token from the client's bucket for a login start, a callback or a CLI poll; a 429
+/// with `Retry-After` when it is empty.
 fn rate_limited(
     shared: &Shared,
     endpoint: Endpoint,
     parts: &Parts,
 ) -> Option<Response<Full<Bytes>>> {
     let action = match endpoint {
-        Endpoint::Login => Action::Login,
-        Endpoint::Callback(_) => Action::Callback,
+        Endpoint::Login | Endpoint::DebugLogin => Action::Login,
+        Endpoint::Callback(_) | Endpoint::DebugCallback(_) => Action::Callback,
+        Endpoint::CliPoll => Action::CliPoll,
         _ => return None,
     };
     let peer = shared
@@ -131,8 +167,13 @@ fn rate_limited(
         .client_ip(&parts.extensions, &parts.headers);
     let retry_after = shared.rate_limiter.check(action, peer).err()?;
     tracing::info!(client = ?peer.ip(), ?action, retry_after, "SSO rate limit reached");
+    let what = if action == Action::CliPoll {
+        "polls"
+    } else {
+        "login attempts"
+    };
     let mut res = SsoError::too_many_requests(format!(
-        "too many login attempts from this address: try again in {retry_after} s"
+        "too many {what} from this address: try again in {retry_after} s"
     ))
     .into_response();
     res.headers_mut()
@@ -327,24 +368,6 @@ pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'
         .map(|(_, v)| v.as_str())
 }
 
-/// Escapes text for HTML (and keeps messages that echo input harmless anywhere).
-pub(crate) fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            '/' => out.push_str("&#x2F;"),
-            c if c.is_control() => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,13 +428,5 @@ mod tests {
         // Percent-encoded spellings of one key are the same key.
         assert!(parse_query("state=a&st%61te=b", &mut 0).is_err());
         assert_eq!(parse_query("", &mut 0).unwrap(), vec![]);
-    }
-
-    #[test]
-    fn escaping() {
-        assert_eq!(
-            html_escape("<script>'\"&/"),
-            "&lt;script&gt;&#x27;&quot;&amp;&#x2F;"
-        );
     }
 }

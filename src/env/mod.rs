@@ -18,7 +18,10 @@
 //! | `SSO_SESSION_COOKIE_HTTP_ONLY` | `false` for a UI that reads the `token` cookie from JavaScript |
 //! | `SSO_RATE_LIMIT_LOGIN_PER_MINUTE` | login starts a minute per client (default 60; `0` switches the limit off); see [`SsoLayerBuilder::rate_limits`] |
 //! | `SSO_RATE_LIMIT_CALLBACK_PER_MINUTE` | callbacks a minute per client (default 60; `0` switches the limit off) |
-//! | `SSO_RATE_LIMIT_BURST` | the most login starts, and callbacks, a client may make at once (default 20) |
+//! | `SSO_RATE_LIMIT_CLI_POLL_PER_MINUTE` | CLI login polls a minute per client (default 120; `0` switches the limit off) |
+//! | `SSO_RATE_LIMIT_BURST` | the most login starts, callbacks, and CLI polls a client may make at once (default 20) |
+//! | `LITELLM_CLI_JWT_EXPIRATION_HOURS` (or upstream's older `CLI_JWT_EXPIRATION_HOURS`) | lifetime of the session token a CLI login hands out, in whole hours (default 24); see [`SsoLayerBuilder::cli_token_duration`] |
+//! | `SSO_DEBUG_ENABLED` | `true` to serve the debug login (`/sso/debug/login`, `/sso/debug/callback`); default `false`, see [`SsoLayerBuilder::debug_endpoints`] |
 //! | `SSO_TRUSTED_PROXIES` | comma-separated addresses or CIDR ranges (`10.0.0.0/8,127.0.0.1,fd00::/8`) of reverse proxies whose `X-Forwarded-For` names the client (default: none, the header is ignored); see [`SsoLayerBuilder::trusted_proxies`] |
 //! | `SSO_HEADER_SIGN_IN` | `true` to let a trusted proxy (`SSO_TRUSTED_PROXIES`, required) sign users in with `x-litellm-user-id` / `x-litellm-user-email` (default `false`); see [`crate::hooks::HeaderSignIn`] |
 //! | `DISABLE_ADMIN_UI` | `true` to answer login start and callback with upstream's "admin UI disabled" page; sessions and API clients keep working |
@@ -36,7 +39,7 @@
 //! Upstream variables deliberately not read: `PKCE_STRICT_CACHE_MISS` (a missing verifier always
 //! fails the login here), `GENERIC_USER_ROLE_MAPPINGS` and `GENERIC_INCLUDE_TOKEN_CLAIMS`
 //! (documented upstream but not read by its code either), `UI_USERNAME`/`UI_PASSWORD` (no password
-//! login), `EXPERIMENTAL_UI_LOGIN` and the CLI variables (not built yet).
+//! login), `EXPERIMENTAL_UI_LOGIN` (the CLI login works without it), `CLI_SSO_CLAIM_MAP`.
 //!
 //! Every provider whose client id is set is registered, in the order Google, Microsoft, generic;
 //! the first is the default, and user ids from the others are prefixed `"<provider name>:"`
@@ -181,6 +184,24 @@ impl SsoLayerBuilder {
         }
         let admin_ui_disabled = env.flag("DISABLE_ADMIN_UI", false);
         b = b.disable_admin_ui(admin_ui_disabled);
+        let debug = env.flag("SSO_DEBUG_ENABLED", false);
+        b = b.debug_endpoints(debug);
+        for name in [
+            "LITELLM_CLI_JWT_EXPIRATION_HOURS",
+            "CLI_JWT_EXPIRATION_HOURS",
+        ] {
+            let Some(v) = env.get(name) else { continue };
+            match v.parse::<u64>() {
+                Ok(h) if h > 0 && h <= 24 * 366 => {
+                    b = b.cli_token_duration(std::time::Duration::from_secs(h * 3600));
+                }
+                _ => env.bad(
+                    name,
+                    format!("{v:?} must be a whole number of hours, 1 to 8784"),
+                ),
+            }
+            break;
+        }
         if let Some(json) = env.get("DEFAULT_INTERNAL_USER_PARAMS") {
             match parse_user_defaults(&json) {
                 Ok(d) => b = b.new_user_defaults(d),
@@ -278,19 +299,23 @@ fn rate_limits_from_env<F: Fn(&str) -> Option<String>>(
     };
     let login = number("SSO_RATE_LIMIT_LOGIN_PER_MINUTE");
     let callback = number("SSO_RATE_LIMIT_CALLBACK_PER_MINUTE");
+    let cli_poll = number("SSO_RATE_LIMIT_CLI_POLL_PER_MINUTE");
     let burst = number("SSO_RATE_LIMIT_BURST");
     let mut b = b;
-    if login.is_some() || callback.is_some() || burst.is_some() {
+    if login.is_some() || callback.is_some() || cli_poll.is_some() || burst.is_some() {
         let default = RateLimits::DEFAULT;
         let burst = burst.unwrap_or(default.burst());
-        let limit = |per_minute: Option<u32>| match per_minute.unwrap_or(default.per_minute()) {
+        let limit = |per_minute: Option<u32>, default: RateLimit| match per_minute
+            .unwrap_or(default.per_minute())
+        {
             0 => None,
             n => Some(RateLimit::new(n, burst)),
         };
         b = b.rate_limits(
             RateLimits::default()
-                .login(limit(login))
-                .callback(limit(callback)),
+                .login(limit(login, default))
+                .callback(limit(callback, default))
+                .cli_poll(limit(cli_poll, RateLimits::DEFAULT_CLI_POLL)),
         );
     }
     b.trusted_proxies(env.list("SSO_TRUSTED_PROXIES"))

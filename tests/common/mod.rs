@@ -196,6 +196,8 @@ pub type AppResponse = Response<tower_sso::ResponseBody<Full<Bytes>>>;
 
 /// The callback URL of the test layers (base URL + `/sso/callback`).
 pub const CALLBACK_URL: &str = "https://gateway.example.com/sso/callback";
+/// The debug login's callback URL of the test layers.
+pub const DEBUG_CALLBACK_URL: &str = "https://gateway.example.com/sso/debug/callback";
 /// The flow cookie's name.
 pub const FLOW_COOKIE: &str = "__Host-tower_sso_flow";
 /// The flow cookie's name when the base URL is plain http (the e2e tests).
@@ -355,10 +357,12 @@ impl Browser {
             .and_then(|v| v.to_str().ok())
             .expect("IdP redirect location")
             .to_owned();
-        // `/sso/callback` for the first provider, `/sso/callback/{name}` for the others.
+        // `/sso/callback` for the first provider, `/sso/callback/{name}` for the others (and
+        // the same under `/sso/debug/` for the debug login).
         assert!(
-            loc.starts_with(&format!("{CALLBACK_URL}?"))
-                || loc.starts_with(&format!("{CALLBACK_URL}/")),
+            [CALLBACK_URL, DEBUG_CALLBACK_URL].iter().any(|c| {
+                loc.starts_with(&format!("{c}?")) || loc.starts_with(&format!("{c}/"))
+            }),
             "{loc}"
         );
         Url::parse(&loc).expect("callback URL")
