@@ -36,14 +36,12 @@
 //! A login started at `http://127.0.0.1:4000/` comes back to (and is finished by) the instance on
 //! port 4001, and the session works on both.
 
-use std::collections::HashMap;
+#[path = "common/demo_app.rs"]
+mod demo_app;
+
 use std::net::SocketAddr;
 
-use axum::Router;
-use axum::response::{Html, IntoResponse, Json};
-use axum::routing::get;
-use tower_sso::testing::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LoginMode, MockIdp, MockUser};
-use tower_sso::{Identity, SsoLayerBuilder};
+use tower_sso::testing::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LoginMode, MockIdp};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -60,14 +58,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .parse()
         .map_err(|e| format!("LISTEN_ADDR: {e}"))?;
 
-    let mut defaults: HashMap<String, String> = HashMap::new();
-    defaults.insert("PROXY_BASE_URL".into(), format!("http://{listen}"));
-    defaults.insert("SSO_PUBLIC_PATHS".into(), "/health".into());
+    let mut defaults = demo_app::default_settings(listen);
     if env("LITELLM_MASTER_KEY").is_none() {
         eprintln!(
             "warning: LITELLM_MASTER_KEY is not set: using a random session secret; sessions end when this process does"
         );
-        defaults.insert("LITELLM_MASTER_KEY".into(), random_secret());
+        defaults.insert("LITELLM_MASTER_KEY".into(), demo_app::random_secret());
     }
 
     // No provider configured: log in through a built-in OpenID provider.
@@ -85,17 +81,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _idp = if has_provider {
         None
     } else {
-        let started = MockIdp::builder()
+        let started = demo_app::builtin_users()
+            .into_iter()
+            .fold(MockIdp::builder(), |b, u| b.user(u))
             .port(idp_port)
             .login_mode(LoginMode::Form)
-            .user(MockUser::alice().claim("groups", vec!["engineering", "admins"]))
-            .user(
-                MockUser::new("bob")
-                    .claim("email", "Bob@Example.com")
-                    .claim("preferred_username", "bob")
-                    .claim("name", "Bob Builder")
-                    .claim("groups", vec!["engineering"]),
-            )
             .start()
             .await;
         let idp = match started {
@@ -133,67 +123,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 return Err(format!("built-in OpenID provider on port {idp_port}: {e}").into());
             }
         };
-        defaults.insert("GENERIC_TEAM_IDS_JWT_FIELD".into(), "groups".into());
-        // The built-in provider takes any redirect URI, so the debug login works with it.
-        defaults.insert("SSO_DEBUG_ENABLED".into(), "true".into());
-        defaults.insert("GENERIC_USER_DISPLAY_NAME_ATTRIBUTE".into(), "name".into());
+        demo_app::builtin_provider_settings(&mut defaults);
         idp
     };
 
-    let sso = SsoLayerBuilder::from_env_vars(|k| env(k).or_else(|| defaults.get(k).cloned()))
-        .ui_path("/")
-        .build()?;
+    let sso = demo_app::layer(|k| env(k).or_else(|| defaults.get(k).cloned()))?;
     println!("state: {}", sso.backends());
-
-    let app = Router::new()
-        .route("/", get(home))
-        .route("/whoami", get(whoami))
-        .route("/health", get(|| async { "ok" }))
-        .layer(sso);
+    let app = demo_app::router(sso);
 
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!(
         "tower-sso demo listening: open http://{listen}/ in a browser (GET /health is public)"
     );
-    axum::serve(listener, app).await?;
+    demo_app::serve(listener, app).await?;
     Ok(())
-}
-
-async fn whoami(identity: Identity) -> impl IntoResponse {
-    Json(identity)
-}
-
-async fn home(identity: Identity) -> Html<String> {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-            .replace('\'', "&#x27;")
-    };
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>tower-sso demo</title></head><body>\
-         <h1>Hello, {name}</h1>\
-         <p>You are signed in as <b>{id}</b> ({email}), role <b>{role}</b>, teams {teams}, via {provider}.</p>\
-         <p><a href=\"/whoami\">/whoami</a> · <a href=\"/sso/logout\">log out</a></p>\
-         </body></html>",
-        name = esc(identity.display_name().unwrap_or(identity.user_id())),
-        id = esc(identity.user_id()),
-        email = esc(identity.email().unwrap_or("no e-mail")),
-        role = identity.role(),
-        teams = esc(&identity.team_ids().join(", ")),
-        provider = esc(identity.provider().unwrap_or("?")),
-    ))
-}
-
-fn random_secret() -> String {
-    use std::fmt::Write;
-    let mut buf = [0u8; 32];
-    if aws_lc_rs::rand::fill(&mut buf).is_err() {
-        panic!("the system random number generator failed");
-    }
-    buf.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
