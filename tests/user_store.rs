@@ -106,6 +106,8 @@ fn team(id: &str) -> TeamRecord {
         models: vec![],
         max_budget: None,
         budget_duration: None,
+        tpm_limit: None,
+        rpm_limit: None,
     }
 }
 
@@ -367,6 +369,9 @@ mod scenarios {
         t1.models = vec!["m".into()];
         t1.max_budget = Some(10.0);
         t1.budget_duration = Some("1d".into());
+        // Rate limits (DEFAULT_TEAM_PARAMS `tpm_limit` / `rpm_limit`), the largest too.
+        t1.tpm_limit = Some(u64::try_from(i64::MAX).unwrap());
+        t1.rpm_limit = Some(10);
         assert_eq!(find_or_create(&s, t1.clone()).await.unwrap(), t1);
         let mut other = team("t1");
         other.alias = Some("other".into());

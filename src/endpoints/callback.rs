@@ -136,8 +136,8 @@ async fn run(
     // 6. The id_token: verified when the provider's keys are known.
     let mut claims: Map<String, Value> = Map::new();
     let mut id_sub: Option<String> = None;
-    // The id_token's own claims, kept apart from the profile merged in below: Microsoft's app
-    // roles are read from them only.
+    // The id_token's own claims, kept apart from the profile merged in below: Microsoft's
+    // tenant and app roles and Google's hosted domain are read from them only.
     let mut id_token_claims: Map<String, Value> = Map::new();
     if let Some(id_token) = tokens.id_token.as_deref() {
         let check = IdTokenCheck {
@@ -158,7 +158,7 @@ async fn run(
             .get("sub")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        if config.kind() == ProviderKind::Microsoft {
+        if config.kind() != ProviderKind::Generic {
             id_token_claims = id_claims.clone();
         }
         claims = id_claims;
@@ -220,14 +220,16 @@ async fn run(
     config
         .claims
         .apply_access_token(&mut user, &tokens.access_token);
-    if config.kind() == ProviderKind::Microsoft {
-        // Microsoft: the app roles of the id_token (or the role mappings over its claims), never
-        // the Graph profile or the (Graph) access token.
-        user.role = match &config.claims.role_mappings {
-            Some(rm) => rm.role_for_claims(&id_token_claims),
-            None => crate::claims::microsoft_app_role(&id_token_claims),
-        };
-    }
+    // Google's hosted domain; Microsoft's tenant, Graph groups and app roles (never from the
+    // Graph profile or the access token): `crate::providers`.
+    let provider_outcome = crate::providers::finish_login(
+        shared,
+        provider,
+        &tokens.access_token,
+        &id_token_claims,
+        &mut user,
+    )
+    .await?;
     if user.subject.is_none() {
         user.subject = id_sub;
     }
@@ -256,7 +258,8 @@ async fn run(
         shared.policy.check_ui_access(role)?;
     }
 
-    // 10. Users and teams.
+    // 10. Users and teams (first those the provider names: Microsoft's service principal groups).
+    provider_outcome.create_teams(shared).await?;
     let record_user = crate::store::upsert_sso_user(
         &shared.store,
         &user,
