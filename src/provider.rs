@@ -330,8 +330,17 @@ impl Provider {
     /// (`MICROSOFT_GRAPH_BASE_URL`, default `https://graph.microsoft.com/v1.0`; another for a
     /// national cloud or a test stand-in). Graph calls go through the layer's IdP HTTP client,
     /// with its timeout and size cap; `@odata.nextLink` pages are followed only on this origin.
+    ///
+    /// The profile (the userinfo endpoint, Graph `/me`) moves along unless it was set explicitly.
     pub fn graph_base_url(mut self, url: impl Into<String>) -> Self {
-        self.microsoft.graph_base_url = url.into().trim_end_matches('/').to_owned();
+        let base = url.into().trim_end_matches('/').to_owned();
+        let default_me = format!("{}/me", self.microsoft.graph_base_url);
+        if self.kind == ProviderKind::Microsoft
+            && self.userinfo_endpoint.as_deref() == Some(default_me.as_str())
+        {
+            self.userinfo_endpoint = Some(format!("{base}/me"));
+        }
+        self.microsoft.graph_base_url = base;
         self
     }
 
@@ -404,6 +413,14 @@ impl Provider {
         let who = format!("provider {:?}", self.name);
         if self.kind == ProviderKind::Microsoft {
             self.microsoft.validate(&who, p);
+        } else if self.microsoft != MicrosoftSettings::default() {
+            p.add(
+                &who,
+                "Graph, service principal and tenant settings apply only to Microsoft providers",
+            );
+        }
+        if self.kind != ProviderKind::Google && self.hosted_domain.is_some() {
+            p.add(&who, "a hosted domain applies only to Google providers");
         }
         if self.kind != ProviderKind::Generic && self.claims.role.is_some() {
             p.add(
@@ -543,6 +560,38 @@ mod tests {
             );
         }
         assert!(p.scopes.iter().any(|s| s == "profile"));
+        // A national cloud's Graph: the profile moves along, unless set explicitly.
+        let p =
+            Provider::microsoft("id", "s", None).graph_base_url("https://graph.microsoft.us/v1.0/");
+        assert_eq!(
+            p.userinfo_endpoint.as_deref(),
+            Some("https://graph.microsoft.us/v1.0/me")
+        );
+        let p = Provider::microsoft("id", "s", None)
+            .userinfo_endpoint("https://profile.example.com/me")
+            .graph_base_url("https://graph.microsoft.us/v1.0");
+        assert_eq!(
+            p.userinfo_endpoint.as_deref(),
+            Some("https://profile.example.com/me")
+        );
+    }
+
+    #[test]
+    fn family_settings_on_another_family_are_reported() {
+        for (p, needle) in [
+            (
+                Provider::google("id", "s").service_principal_id("sp"),
+                "only to Microsoft",
+            ),
+            (
+                Provider::microsoft("id", "s", None).hosted_domain("example.com"),
+                "only to Google",
+            ),
+        ] {
+            let mut problems = Problems::default();
+            p.validate(&mut problems);
+            assert!(format!("{problems:?}").contains(needle), "{problems:?}");
+        }
         assert!(
             Provider::microsoft("id", "s", None)
                 .authorization_endpoint
