@@ -170,6 +170,7 @@ pub mod oidc;
 mod path;
 pub mod policy;
 pub mod provider;
+mod providers;
 mod random;
 mod rate_limit;
 pub mod redirect;

@@ -2,6 +2,7 @@
 
 use crate::claims::ClaimMapping;
 use crate::config::{Problems, check_idp_url};
+pub(crate) use crate::providers::microsoft::{DEFAULT_GRAPH_BASE_URL, MicrosoftSettings};
 
 /// How the client authenticates at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,6 +59,10 @@ pub struct Provider {
     pub(crate) extra_headers: Vec<(String, String)>,
     pub(crate) static_state: Option<String>,
     pub(crate) claims: ClaimMapping,
+    /// Microsoft Entra ID only: tenant checks and Graph settings.
+    pub(crate) microsoft: MicrosoftSettings,
+    /// Google only: the Workspace domain (`hd`) users must belong to.
+    pub(crate) hosted_domain: Option<String>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -88,6 +93,8 @@ impl std::fmt::Debug for Provider {
             .field("extra_headers", &Redacted(&self.extra_headers))
             .field("static_state", &self.static_state)
             .field("claims", &self.claims)
+            .field("microsoft", &self.microsoft)
+            .field("hosted_domain", &self.hosted_domain)
             .finish()
     }
 }
@@ -116,6 +123,8 @@ impl Provider {
             extra_headers: Vec::new(),
             static_state: None,
             claims: ClaimMapping::default(),
+            microsoft: MicrosoftSettings::default(),
+            hosted_domain: None,
         }
     }
 
@@ -151,6 +160,9 @@ impl Provider {
     /// Google (discovery from `https://accounts.google.com`), with Google's claim names. The user
     /// id is `sub`. No role is ever read from a Google claim (users get the stored role, else
     /// the new-user default); [`ClaimMapping::role`] must stay `None`, role mappings may be set.
+    ///
+    /// Every Google login needs an id_token whose `email_verified` is `true`; with
+    /// [`hosted_domain`](Self::hosted_domain) set, its `hd` claim must name that domain too.
     pub fn google(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
         let mut p = Self::base(
             "google",
@@ -178,6 +190,14 @@ impl Provider {
     /// upstream, never from the Graph profile or another claim; [`ClaimMapping::role`] must stay
     /// `None`. With [`ClaimMapping::role_mappings`] set, the mappings decide instead, over the
     /// id_token's claims.
+    ///
+    /// A tenant id (GUID) pins the issuer and keys to that tenant. Any other tenant (`common`,
+    /// `organizations`, `consumers`, a domain name) still verifies the id_token against
+    /// Microsoft's keys for it, and its `iss` must be `https://login.microsoftonline.com/{tid}/v2.0`
+    /// for the token's own `tid` (as Microsoft's libraries check it); restrict the tenants with
+    /// [`allowed_tenants`](Self::allowed_tenants). The user's groups come from Microsoft Graph
+    /// (see [`graph_base_url`](Self::graph_base_url), [`service_principal_id`](Self::service_principal_id),
+    /// [`graph_fail_open`](Self::graph_fail_open)).
     pub fn microsoft(
         client_id: impl Into<String>,
         client_secret: impl Into<String>,
@@ -193,16 +213,23 @@ impl Provider {
         let base = format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0");
         p.authorization_endpoint = Some(format!("{base}/authorize"));
         p.token_endpoint = Some(format!("{base}/token"));
-        // A tenant id (a GUID) pins the issuer, so id_tokens are verified against the tenant's
-        // keys; `common`, `organizations` or a domain name cannot be pinned this way.
+        // A tenant id (a GUID) pins the issuer; `common`, `organizations` or a domain name
+        // cannot be pinned this way: the issuer is then checked against the token's own `tid`.
+        // The keys are Microsoft's for the tenant either way.
         if is_guid(tenant) {
             p.issuer = Some(format!("https://login.microsoftonline.com/{tenant}/v2.0"));
-            p.jwks_uri = Some(format!(
-                "https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"
-            ));
         }
-        p.userinfo_endpoint = Some("https://graph.microsoft.com/v1.0/me".into());
-        p.scopes = vec!["openid".into(), "User.Read".into(), "email".into()];
+        p.jwks_uri = Some(format!(
+            "https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"
+        ));
+        p.userinfo_endpoint = Some(format!("{DEFAULT_GRAPH_BASE_URL}/me"));
+        // `profile` makes the id_token carry `oid`, which the Graph profile's `id` must equal.
+        p.scopes = vec![
+            "openid".into(),
+            "profile".into(),
+            "email".into(),
+            "User.Read".into(),
+        ];
         p.claims = ClaimMapping {
             user_id: "id".into(),
             display_name: "displayName".into(),
@@ -299,6 +326,70 @@ impl Provider {
         self
     }
 
+    /// Microsoft only: the Microsoft Graph base URL the groups are read from
+    /// (`MICROSOFT_GRAPH_BASE_URL`, default `https://graph.microsoft.com/v1.0`; another for a
+    /// national cloud or a test stand-in). Graph calls go through the layer's IdP HTTP client,
+    /// with its timeout and size cap; `@odata.nextLink` pages are followed only on this origin.
+    ///
+    /// The profile (the userinfo endpoint, Graph `/me`) moves along unless it was set explicitly.
+    pub fn graph_base_url(mut self, url: impl Into<String>) -> Self {
+        let base = url.into().trim_end_matches('/').to_owned();
+        let default_me = format!("{}/me", self.microsoft.graph_base_url);
+        if self.kind == ProviderKind::Microsoft
+            && self.userinfo_endpoint.as_deref() == Some(default_me.as_str())
+        {
+            self.userinfo_endpoint = Some(format!("{base}/me"));
+        }
+        self.microsoft.graph_base_url = base;
+        self
+    }
+
+    /// Microsoft only: the object id of the enterprise application (service principal) whose
+    /// assigned groups count (`MICROSOFT_SERVICE_PRINCIPAL_ID`). Only the user's groups assigned
+    /// to it become team ids (none when it has no group assigned), and a team is created for each
+    /// assigned group that does not exist yet, named after the group (with the
+    /// [new-team defaults](crate::SsoLayerBuilder::new_team_defaults)).
+    pub fn service_principal_id(mut self, id: impl Into<String>) -> Self {
+        self.microsoft.service_principal_id = Some(id.into()).filter(|s| !s.is_empty());
+        self
+    }
+
+    /// Microsoft only: what a failed Graph group lookup does (`MICROSOFT_GRAPH_FAIL_OPEN`).
+    ///
+    /// Off (the default): the login is refused with a 502 when anything depends on the groups
+    /// (role mappings, a restricted SSO group, a service principal), and goes on without groups,
+    /// with a warning, otherwise. On: the login always goes on without groups (upstream's
+    /// behaviour), with a warning.
+    pub fn graph_fail_open(mut self, on: bool) -> Self {
+        self.microsoft.graph_fail_open = on;
+        self
+    }
+
+    /// Microsoft only: the tenant ids (GUIDs) whose users may log in (`MICROSOFT_ALLOWED_TENANTS`);
+    /// empty (the default) allows every tenant the configured tenant admits. Compared with the
+    /// verified id_token's `tid`.
+    pub fn allowed_tenants<I, S>(mut self, tenants: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.microsoft.allowed_tenants = tenants
+            .into_iter()
+            .map(|t| t.into().trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        self
+    }
+
+    /// Google only: the Google Workspace domain users must belong to (`GOOGLE_HOSTED_DOMAIN`).
+    /// It is sent as `hd` with the login, and the id_token's `hd` claim must equal it (the `hd`
+    /// parameter alone only preselects accounts); other Google accounts are refused with a 403.
+    pub fn hosted_domain(mut self, domain: impl Into<String>) -> Self {
+        self.hosted_domain =
+            Some(domain.into().trim().to_ascii_lowercase()).filter(|d| !d.is_empty());
+        self
+    }
+
     /// The configured name.
     pub fn provider_name(&self) -> &str {
         &self.name
@@ -310,13 +401,27 @@ impl Provider {
     }
 
     pub(crate) fn validate(&self, p: &mut Problems) {
-        if self.kind == ProviderKind::Microsoft && self.issuer.is_none() {
+        if self.kind == ProviderKind::Microsoft
+            && self.issuer.is_none()
+            && self.microsoft.allowed_tenants.is_empty()
+        {
             tracing::warn!(
                 provider = %self.name,
-                "Microsoft tenant is not a tenant id (GUID): id_token signatures cannot be pinned to one tenant; set MICROSOFT_TENANT to your tenant id"
+                "Microsoft tenant is not a tenant id (GUID): users of any tenant can log in; set MICROSOFT_TENANT to your tenant id or list MICROSOFT_ALLOWED_TENANTS"
             );
         }
         let who = format!("provider {:?}", self.name);
+        if self.kind == ProviderKind::Microsoft {
+            self.microsoft.validate(&who, p);
+        } else if self.microsoft != MicrosoftSettings::default() {
+            p.add(
+                &who,
+                "Graph, service principal and tenant settings apply only to Microsoft providers",
+            );
+        }
+        if self.kind != ProviderKind::Google && self.hosted_domain.is_some() {
+            p.add(&who, "a hosted domain applies only to Google providers");
+        }
         if self.kind != ProviderKind::Generic && self.claims.role.is_some() {
             p.add(
                 &who,
@@ -392,7 +497,7 @@ impl Provider {
 }
 
 /// `8-4-4-4-12` hexadecimal digits.
-fn is_guid(s: &str) -> bool {
+pub(crate) fn is_guid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
         && groups
@@ -440,10 +545,52 @@ mod tests {
                 .as_deref()
                 .is_some_and(|u| u.ends_with("/discovery/v2.0/keys"))
         );
+        // Other tenants: no pinned issuer (it is checked against the token's `tid`), but the
+        // keys are still Microsoft's.
         for tenant in [None, Some("common"), Some("contoso.onmicrosoft.com")] {
             let p = Provider::microsoft("id", "secret", tenant);
             assert_eq!(p.issuer, None, "{tenant:?}");
-            assert_eq!(p.jwks_uri, None, "{tenant:?}");
+            let name = tenant.unwrap_or("common");
+            assert_eq!(
+                p.jwks_uri.as_deref(),
+                Some(
+                    format!("https://login.microsoftonline.com/{name}/discovery/v2.0/keys")
+                        .as_str()
+                )
+            );
+        }
+        assert!(p.scopes.iter().any(|s| s == "profile"));
+        // A national cloud's Graph: the profile moves along, unless set explicitly.
+        let p =
+            Provider::microsoft("id", "s", None).graph_base_url("https://graph.microsoft.us/v1.0/");
+        assert_eq!(
+            p.userinfo_endpoint.as_deref(),
+            Some("https://graph.microsoft.us/v1.0/me")
+        );
+        let p = Provider::microsoft("id", "s", None)
+            .userinfo_endpoint("https://profile.example.com/me")
+            .graph_base_url("https://graph.microsoft.us/v1.0");
+        assert_eq!(
+            p.userinfo_endpoint.as_deref(),
+            Some("https://profile.example.com/me")
+        );
+    }
+
+    #[test]
+    fn family_settings_on_another_family_are_reported() {
+        for (p, needle) in [
+            (
+                Provider::google("id", "s").service_principal_id("sp"),
+                "only to Microsoft",
+            ),
+            (
+                Provider::microsoft("id", "s", None).hosted_domain("example.com"),
+                "only to Google",
+            ),
+        ] {
+            let mut problems = Problems::default();
+            p.validate(&mut problems);
+            assert!(format!("{problems:?}").contains(needle), "{problems:?}");
         }
         assert!(
             Provider::microsoft("id", "s", None)

@@ -118,6 +118,8 @@ async fn the_whole_flow_with_a_team_choice() {
             models: vec![],
             max_budget: None,
             budget_duration: None,
+            tpm_limit: None,
+            rpm_limit: None,
         }))
         .await
         .unwrap();

@@ -1087,17 +1087,33 @@ async fn from_env_vars_logs_in() {
 
 // ---------------------------------------------------------------------------------------------
 // Microsoft Entra ID: Graph `/me` as the profile (no `sub` check), UPN with `mail` fallback.
+// (More in tests/microsoft.rs.) The provider is `MockIdp`'s Entra stand-in: id_tokens of a tenant
+// that is not pinned are verified against the keys and their own tenant's issuer, so the keys and
+// Graph are the stand-in's.
+
+const ENTRA_TENANT: &str = "11111111-2222-3333-4444-555555555555";
+
+async fn entra_with(user: MockUser) -> MockIdp {
+    MockIdp::builder()
+        .entra(ENTRA_TENANT)
+        .user(user)
+        .start()
+        .await
+        .expect("MockIdp starts")
+}
 
 fn microsoft_at(idp: &MockIdp) -> tower_sso::provider::Provider {
     tower_sso::provider::Provider::microsoft(idp.client_id(), idp.client_secret(), Some("tenant-1"))
         .authorization_endpoint(format!("{}/authorize", idp.issuer()))
         .token_endpoint(format!("{}/token", idp.issuer()))
-        .userinfo_endpoint(format!("{}/userinfo", idp.issuer()))
+        .userinfo_endpoint(format!("{}/me", idp.graph_base_url()))
+        .jwks_uri(format!("{}/jwks", idp.issuer()))
+        .graph_base_url(idp.graph_base_url())
 }
 
 #[tokio::test]
 async fn microsoft_profile_maps_graph_attributes() {
-    let idp = idp_with(
+    let idp = entra_with(
         MockUser::new("aad-subject")
             .claim("id", "msft123")
             .claim("userPrincipalName", "Test.User@Example.com")
@@ -1118,7 +1134,7 @@ async fn microsoft_profile_maps_graph_attributes() {
 
 #[tokio::test]
 async fn microsoft_profile_without_upn_falls_back_to_mail() {
-    let idp = idp_with(
+    let idp = entra_with(
         MockUser::new("aad-subject")
             .claim("id", "msft456")
             .claim("mail", "Microsoft_User@Example.com")
@@ -1138,7 +1154,7 @@ async fn microsoft_role_comes_from_the_id_token_app_roles_only() {
         .claim("userPrincipalName", "m@example.com")
         .claim("role", "proxy_admin");
     // App roles in the id_token: the first valid one.
-    let idp = idp_with(user.clone().claim(
+    let idp = entra_with(user.clone().claim(
         "roles",
         json!(["Reader", "proxy_admin_viewer", "proxy_admin"]),
     ))
@@ -1148,19 +1164,19 @@ async fn microsoft_role_comes_from_the_id_token_app_roles_only() {
     assert_eq!(b.whoami().await["role"], "proxy_admin_viewer");
 
     // A `role` claim grants nothing.
-    let idp = idp_with(user.clone()).await;
+    let idp = entra_with(user.clone()).await;
     let mut b = Browser::for_layer(&layer(builder().provider(microsoft_at(&idp))));
     assert_logged_in(&b.login(&idp, "").await, UI);
     assert_eq!(b.whoami().await["role"], "internal_user_viewer");
 
-    // Roles in the Graph profile but no id_token: no role.
-    let idp = idp_with(user.claim("roles", json!(["proxy_admin"]))).await;
+    // No id_token: refused (it used to log in with no role). An Entra login is now tied to
+    // the verified id_token's tenant and object id, so roles in the Graph profile never count.
+    let idp = entra_with(user.claim("roles", json!(["proxy_admin"]))).await;
     idp.set_misbehaviour(Misbehaviour::NoIdToken);
-    let mut b = Browser::for_layer(&layer(builder().provider(microsoft_at(&idp))));
-    assert_logged_in(&b.login(&idp, "").await, UI);
-    let id = b.whoami().await;
-    assert_eq!(id["user_id"], "msft789");
-    assert_eq!(id["role"], "internal_user_viewer");
+    let res = Browser::for_layer(&layer(builder().provider(microsoft_at(&idp))))
+        .login(&idp, "")
+        .await;
+    assert_callback_refused(res, StatusCode::UNAUTHORIZED).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1308,7 +1324,7 @@ async fn a_new_login_revokes_the_session_the_browser_still_holds() {
 
 #[tokio::test]
 async fn microsoft_graph_profile_of_another_object_is_refused() {
-    let idp = idp_with(
+    let idp = entra_with(
         MockUser::new("aad-subject")
             .claim("oid", "object-1")
             .claim("id", "object-2")

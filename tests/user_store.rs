@@ -106,6 +106,8 @@ fn team(id: &str) -> TeamRecord {
         models: vec![],
         max_budget: None,
         budget_duration: None,
+        tpm_limit: None,
+        rpm_limit: None,
     }
 }
 
@@ -367,6 +369,9 @@ mod scenarios {
         t1.models = vec!["m".into()];
         t1.max_budget = Some(10.0);
         t1.budget_duration = Some("1d".into());
+        // Rate limits (DEFAULT_TEAM_PARAMS `tpm_limit` / `rpm_limit`), the largest too.
+        t1.tpm_limit = Some(u64::try_from(i64::MAX).unwrap());
+        t1.rpm_limit = Some(10);
         assert_eq!(find_or_create(&s, t1.clone()).await.unwrap(), t1);
         let mut other = team("t1");
         other.alias = Some("other".into());
@@ -509,6 +514,9 @@ mod scenarios {
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL only
 
+/// The store's schema versions (0001 tables, 0002 team rate limits): each recorded once.
+const MIGRATIONS: i64 = 2;
+
 /// A PostgreSQL server of its own (for tests that stop it) and a fresh database on it.
 fn own_server() -> Option<(PostgresServer, String)> {
     let server = PostgresServer::start()?;
@@ -520,6 +528,46 @@ async fn count(url: &str, sql: &str) -> i64 {
     use sqlx::Connection as _;
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
     sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+}
+
+/// Runs `sql` (several statements) on `url`.
+async fn execute(url: &str, sql: &str) {
+    use sqlx::{Connection as _, Executor as _};
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    conn.execute(sql).await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_version_1_database_is_upgraded_and_keeps_its_teams() {
+    let Some(server) = PostgresServer::shared() else {
+        return;
+    };
+    let url = server.create_database();
+    // A database as version 1 left it, with a team.
+    execute(
+        &url,
+        include_str!("../src/store/postgres/migrations/0001_create_tables.sql"),
+    )
+    .await;
+    execute(
+        &url,
+        "CREATE TABLE tower_sso_migrations (version integer PRIMARY KEY, \
+         description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now()); \
+         INSERT INTO tower_sso_migrations (version, description) VALUES (1, 'v1'); \
+         INSERT INTO tower_sso_teams (team_id, alias) VALUES ('old', 'Old team');",
+    )
+    .await;
+    let s: UserStore = BoxCloneSyncService::new(PostgresUserStore::connect(&url).await.unwrap());
+    assert_eq!(
+        count(&url, "SELECT count(*) FROM tower_sso_migrations").await,
+        MIGRATIONS
+    );
+    let mut old = team("old");
+    old.alias = Some("Old team".into());
+    assert_eq!(find_or_create(&s, team("old")).await.unwrap(), old);
+    let mut new = team("new");
+    new.tpm_limit = Some(1000);
+    assert_eq!(find_or_create(&s, new.clone()).await.unwrap(), new);
 }
 
 #[tokio::test]
@@ -548,7 +596,7 @@ async fn postgres_data_survives_a_new_store() {
     assert_eq!(list_teams(&second, "u1").await, vec![team("t1")]);
     assert_eq!(
         count(&url, "SELECT count(*) FROM tower_sso_migrations").await,
-        1,
+        MIGRATIONS,
         "migrations recorded once"
     );
 }
@@ -571,7 +619,7 @@ async fn postgres_concurrent_migrations() {
     }
     assert_eq!(
         count(&url, "SELECT count(*) FROM tower_sso_migrations").await,
-        1
+        MIGRATIONS
     );
     assert_eq!(
         count(
@@ -668,7 +716,7 @@ async fn postgres_lazy_store_starts_while_the_server_is_down() {
     assert_eq!(by_email(&store, "A@x.com").await.unwrap().user_id, "u1");
     assert_eq!(
         count(&url, "SELECT count(*) FROM tower_sso_migrations").await,
-        1
+        MIGRATIONS
     );
     let debug = format!("{lazy:?}");
     assert!(!debug.contains("postgres://"), "{debug}");

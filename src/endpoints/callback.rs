@@ -69,6 +69,8 @@ pub(super) struct Verified<'a> {
     pub(super) user_id: Option<String>,
     /// The claims received (id_token and userinfo merged), bearer credentials removed at the top.
     pub(super) claims: Map<String, Value>,
+    /// What the provider-specific step leaves for after the access policy.
+    pub(super) provider_outcome: crate::providers::ProviderOutcome,
 }
 
 /// Steps 1 to 8: the browser binding, the single-use state, the code redeemed, the id_token and
@@ -173,8 +175,8 @@ pub(super) async fn verify<'a>(
     // 6. The id_token: verified when the provider's keys are known.
     let mut claims: Map<String, Value> = Map::new();
     let mut id_sub: Option<String> = None;
-    // The id_token's own claims, kept apart from the profile merged in below: Microsoft's app
-    // roles are read from them only.
+    // The id_token's own claims, kept apart from the profile merged in below: Microsoft's
+    // tenant and app roles and Google's hosted domain are read from them only.
     let mut id_token_claims: Map<String, Value> = Map::new();
     if let Some(id_token) = tokens.id_token.as_deref() {
         let check = IdTokenCheck {
@@ -195,7 +197,7 @@ pub(super) async fn verify<'a>(
             .get("sub")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        if config.kind() == ProviderKind::Microsoft {
+        if config.kind() != ProviderKind::Generic {
             id_token_claims = id_claims.clone();
         }
         claims = id_claims;
@@ -257,14 +259,16 @@ pub(super) async fn verify<'a>(
     config
         .claims
         .apply_access_token(&mut user, &tokens.access_token);
-    if config.kind() == ProviderKind::Microsoft {
-        // Microsoft: the app roles of the id_token (or the role mappings over its claims), never
-        // the Graph profile or the (Graph) access token.
-        user.role = match &config.claims.role_mappings {
-            Some(rm) => rm.role_for_claims(&id_token_claims),
-            None => crate::claims::microsoft_app_role(&id_token_claims),
-        };
-    }
+    // Google's hosted domain; Microsoft's tenant, Graph groups and app roles (never from the
+    // Graph profile or the access token): `crate::providers`.
+    let provider_outcome = crate::providers::finish_login(
+        shared,
+        provider,
+        &tokens.access_token,
+        &id_token_claims,
+        &mut user,
+    )
+    .await?;
     if user.subject.is_none() {
         user.subject = id_sub;
     }
@@ -276,6 +280,7 @@ pub(super) async fn verify<'a>(
         user,
         user_id,
         claims,
+        provider_outcome,
     })
 }
 
@@ -291,6 +296,7 @@ async fn run(
         provider,
         user,
         claims,
+        provider_outcome,
         ..
     } = verify(shared, provider_index, parts, false).await?;
     let origin = super::complete::LoginOrigin {
@@ -298,6 +304,7 @@ async fn run(
         namespaced: provider_index != 0,
         source: crate::hooks::LoginSource::IdentityProvider,
         return_to: record.return_to.clone(),
+        provider_outcome,
     };
     // A CLI login: the session waits in the verifier cache for the CLI's poll; this browser gets
     // a page saying so, and no session.

@@ -29,6 +29,9 @@ pub(crate) struct LoginOrigin<'a> {
     pub(crate) source: LoginSource,
     /// Where to land afterwards (validated); the UI path when `None`.
     pub(crate) return_to: Option<String>,
+    /// What the provider-specific step leaves for after the access policy (Microsoft's
+    /// service-principal teams to create).
+    pub(crate) provider_outcome: crate::providers::ProviderOutcome,
 }
 
 /// Finishes a browser login for `user`, whose `claims` (bearer credentials removed) an IdP or a
@@ -130,7 +133,8 @@ pub(crate) async fn admit(
         shared.policy.check_ui_access(role)?;
     }
 
-    // 3. Users and teams.
+    // 3. Users and teams (first those the provider names: Microsoft's service-principal groups).
+    origin.provider_outcome.create_teams(shared).await?;
     let record_user = crate::store::upsert_sso_user(
         &shared.store,
         &user,

@@ -73,6 +73,7 @@ async fn sign_in(
             namespaced: false,
             source: LoginSource::TrustedProxy,
             return_to,
+            provider_outcome: Default::default(),
         },
     )
     .await?;

@@ -87,6 +87,9 @@ pub(crate) async fn start(
             q.append_pair("code_challenge", c.as_str());
             q.append_pair("code_challenge_method", c.method().as_str());
         }
+        if let Some(hd) = crate::providers::google::hd_parameter(shared, config) {
+            q.append_pair("hd", &hd);
+        }
     }
 
     let record = FlowRecord {

@@ -25,14 +25,20 @@
 //! | `SSO_TRUSTED_PROXIES` | comma-separated addresses or CIDR ranges (`10.0.0.0/8,127.0.0.1,fd00::/8`) of reverse proxies whose `X-Forwarded-For` names the client (default: none, the header is ignored); see [`SsoLayerBuilder::trusted_proxies`] |
 //! | `SSO_HEADER_SIGN_IN` | `true` to let a trusted proxy (`SSO_TRUSTED_PROXIES`, required) sign users in with `x-litellm-user-id` / `x-litellm-user-email` (default `false`); see [`crate::hooks::HeaderSignIn`] |
 //! | `DISABLE_ADMIN_UI` | `true` to answer login start and callback with upstream's "admin UI disabled" page; sessions and API clients keep working |
-//! | `DEFAULT_INTERNAL_USER_PARAMS`, `DEFAULT_TEAM_PARAMS` | JSON defaults for users/teams created by SSO |
+//! | `DEFAULT_INTERNAL_USER_PARAMS`, `DEFAULT_TEAM_PARAMS` | JSON defaults for users/teams created by SSO (`max_budget`, `budget_duration`, `models`; teams also `tpm_limit`, `rpm_limit`) |
 //! | `REDIS_URL` | Redis for the verifier cache and shared revocation (feature `redis`): `redis://[:password@]host:port[/db]` |
 //! | `REDIS_HOST`, `REDIS_PORT` (default 6379), `REDIS_PASSWORD` | the same, LiteLLM's way (used when `REDIS_URL` is not set) |
 //! | `REDIS_CLUSTER_NODES` | a Redis Cluster instead: comma-separated `host:port` seed nodes (or LiteLLM's JSON list of `{"host", "port"}`), with `REDIS_PASSWORD` |
 //! | `DATABASE_URL` | PostgreSQL for the user store (feature `postgres`): `postgres://user:password@host:port/db`; tables `tower_sso_*`, created at start-up |
 //! | `GOOGLE_CLIENT_ID`, `GOOGLE_CLIENT_SECRET` | Google |
-//! | `MICROSOFT_CLIENT_ID`, `MICROSOFT_CLIENT_SECRET`, `MICROSOFT_TENANT`, `MICROSOFT_*_ENDPOINT`, `MICROSOFT_USER_*_ATTRIBUTE` (not `_ROLE_`: the role comes only from the id_token's app roles) | Microsoft Entra ID |
-//! | `GENERIC_CLIENT_ID`, `GENERIC_CLIENT_SECRET` (required with the id), `GENERIC_ISSUER` (discovery: alone enough for the endpoints and keys), `GENERIC_AUTHORIZATION_ENDPOINT`, `GENERIC_TOKEN_ENDPOINT`, `GENERIC_USERINFO_ENDPOINT`, `GENERIC_JWKS_URI` (verifies id_token signatures, with or without an issuer), `GENERIC_SCOPE`, `GENERIC_INCLUDE_CLIENT_ID`, `GENERIC_CLIENT_STATE`, `GENERIC_CLIENT_USE_PKCE` (default `true` here), `GENERIC_SSO_HEADERS`, `GENERIC_USER_*_ATTRIBUTE`, `GENERIC_USER_EXTRA_ATTRIBUTES`, `GENERIC_ROLE_MAPPINGS_ROLES`/`_GROUP_CLAIM`/`_DEFAULT_ROLE`, `GENERIC_TEAM_IDS_JWT_FIELD` | any OpenID Connect provider |
+//! | `GOOGLE_HOSTED_DOMAIN` | the Google Workspace domain users must belong to: sent as `hd` and required in the id_token's `hd` claim (when unset, the `ALLOWED_EMAIL_DOMAINS` are required the same way); other Google accounts get a 403. Google logins always need `email_verified: true` |
+//! | `MICROSOFT_CLIENT_ID`, `MICROSOFT_CLIENT_SECRET`, `MICROSOFT_TENANT`, `MICROSOFT_*_ENDPOINT`, `MICROSOFT_USER_*_ATTRIBUTE` (not `_ROLE_`: the role comes only from the id_token's app roles, or from `GENERIC_ROLE_MAPPINGS_*` over the Graph groups) | Microsoft Entra ID |
+//! | `MICROSOFT_ALLOWED_TENANTS` | comma-separated tenant ids (GUIDs) whose users may log in (compared with the verified id_token's `tid`); for `common`, `organizations` or `consumers` tenants, whose id_tokens are checked against their own `tid`'s issuer |
+//! | `MICROSOFT_SERVICE_PRINCIPAL_ID` | object id of the enterprise application: only the groups assigned to it count, and each becomes a team (named after the group, with `DEFAULT_TEAM_PARAMS`) |
+//! | `MICROSOFT_GRAPH_FAIL_OPEN` | `true`: a failed Graph group lookup always continues without groups (upstream). Default `false`: refused with a 502 when role mappings, a restricted SSO group or a service principal depend on the groups |
+//! | `MICROSOFT_GRAPH_BASE_URL` | Microsoft Graph (default `https://graph.microsoft.com/v1.0`), for national clouds and test stand-ins |
+//! | `MICROSOFT_JWKS_URI` | the keys Microsoft id_tokens are verified against (default Microsoft's keys for the tenant) |
+//! | `GENERIC_CLIENT_ID`, `GENERIC_CLIENT_SECRET` (required with the id), `GENERIC_ISSUER` (discovery: alone enough for the endpoints and keys), `GENERIC_AUTHORIZATION_ENDPOINT`, `GENERIC_TOKEN_ENDPOINT`, `GENERIC_USERINFO_ENDPOINT`, `GENERIC_JWKS_URI` (verifies id_token signatures, with or without an issuer), `GENERIC_SCOPE`, `GENERIC_INCLUDE_CLIENT_ID`, `GENERIC_CLIENT_STATE`, `GENERIC_CLIENT_USE_PKCE` (default `true` here), `GENERIC_SSO_HEADERS`, `GENERIC_USER_*_ATTRIBUTE`, `GENERIC_USER_EXTRA_ATTRIBUTES`, `GENERIC_ROLE_MAPPINGS_ROLES`/`_GROUP_CLAIM`/`_DEFAULT_ROLE` (also for Microsoft, over the Graph groups and the id_token's group claim), `GENERIC_TEAM_IDS_JWT_FIELD` | any OpenID Connect provider |
 //! | `GENERIC_USER_ID_ATTRIBUTE` | the user id claim: default `sub` (**upstream: `preferred_username`**, which users can edit at some IdPs and so rename themselves into another account); set `preferred_username` to keep upstream's ids |
 //! | `GENERIC_USER_ROLE_ATTRIBUTE` | the claim a role is read from: default **none** (**upstream: `role`**). Setting it trusts that claim: anyone who can edit it at the IdP picks their own role, `proxy_admin` included. Ignored when `GENERIC_ROLE_MAPPINGS_*` are set (they are then the only role source) |
 //!
@@ -215,9 +221,16 @@ impl SsoLayerBuilder {
             }
         }
 
+        let role_mappings = role_mappings_from_env(&mut env);
         if let Some(id) = env.get("GOOGLE_CLIENT_ID") {
             match env.get("GOOGLE_CLIENT_SECRET") {
-                Some(secret) => b = b.provider(Provider::google(id, secret)),
+                Some(secret) => {
+                    let mut p = Provider::google(id, secret);
+                    if let Some(hd) = env.get("GOOGLE_HOSTED_DOMAIN") {
+                        p = p.hosted_domain(hd);
+                    }
+                    b = b.provider(p);
+                }
                 None => env.bad(
                     "GOOGLE_CLIENT_SECRET",
                     "is not set (required with GOOGLE_CLIENT_ID)",
@@ -233,8 +246,10 @@ impl SsoLayerBuilder {
                         "MICROSOFT",
                         Provider::microsoft(id, secret, tenant.as_deref()),
                     );
+                    let p = microsoft_from_env(&mut env, p);
                     let mut claims = p.claims.clone();
                     attributes_from_env(&mut env, "MICROSOFT", &mut claims);
+                    claims.role_mappings = role_mappings.clone();
                     b = b.provider(p.claims(claims));
                 }
                 None => env.bad(
@@ -246,15 +261,27 @@ impl SsoLayerBuilder {
         if let Some(id) = env.get("GENERIC_CLIENT_ID")
             && let Some(p) = generic_from_env(&mut env, id)
         {
-            b = b.provider(p);
+            let mut claims = p.claims.clone();
+            claims.role_mappings = role_mappings;
+            b = b.provider(p.claims(claims));
         }
         // A provider's variables without its client id are a half-done configuration: say so
         // now rather than log nobody in later.
         for (family, names) in [
-            ("GOOGLE", &["GOOGLE_CLIENT_SECRET"][..]),
+            (
+                "GOOGLE",
+                &["GOOGLE_CLIENT_SECRET", "GOOGLE_HOSTED_DOMAIN"][..],
+            ),
             (
                 "MICROSOFT",
-                &["MICROSOFT_CLIENT_SECRET", "MICROSOFT_TENANT"][..],
+                &[
+                    "MICROSOFT_CLIENT_SECRET",
+                    "MICROSOFT_TENANT",
+                    "MICROSOFT_SERVICE_PRINCIPAL_ID",
+                    "MICROSOFT_ALLOWED_TENANTS",
+                    "MICROSOFT_GRAPH_BASE_URL",
+                    "MICROSOFT_JWKS_URI",
+                ][..],
             ),
             (
                 "GENERIC",
@@ -338,6 +365,62 @@ fn endpoints_from_env<F: Fn(&str) -> Option<String>>(
         p = p.userinfo_endpoint(u);
     }
     p
+}
+
+/// `MICROSOFT_GRAPH_BASE_URL`, `MICROSOFT_JWKS_URI`, `MICROSOFT_SERVICE_PRINCIPAL_ID`,
+/// `MICROSOFT_GRAPH_FAIL_OPEN` and `MICROSOFT_ALLOWED_TENANTS`.
+fn microsoft_from_env<F: Fn(&str) -> Option<String>>(
+    env: &mut Env<F>,
+    mut p: Provider,
+) -> Provider {
+    if let Some(u) = env.get("MICROSOFT_GRAPH_BASE_URL") {
+        p = p.graph_base_url(u);
+    }
+    if let Some(u) = env.get("MICROSOFT_JWKS_URI") {
+        p = p.jwks_uri(u);
+    }
+    if let Some(id) = env.get("MICROSOFT_SERVICE_PRINCIPAL_ID") {
+        p = p.service_principal_id(id);
+    }
+    let fail_open = env.flag("MICROSOFT_GRAPH_FAIL_OPEN", false);
+    p.graph_fail_open(fail_open)
+        .allowed_tenants(env.list("MICROSOFT_ALLOWED_TENANTS"))
+}
+
+/// `GENERIC_ROLE_MAPPINGS_ROLES`, `_GROUP_CLAIM` and `_DEFAULT_ROLE` (read once; they apply to
+/// the generic and the Microsoft provider).
+fn role_mappings_from_env<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Option<RoleMappings> {
+    let roles = env.get("GENERIC_ROLE_MAPPINGS_ROLES");
+    let group_claim = env.get("GENERIC_ROLE_MAPPINGS_GROUP_CLAIM");
+    let default_role = env.role("GENERIC_ROLE_MAPPINGS_DEFAULT_ROLE");
+    match (roles, group_claim) {
+        (Some(text), Some(group_claim)) => match parse_role_map(&text) {
+            Ok(roles) => Some(RoleMappings {
+                group_claim,
+                default_role,
+                roles,
+            }),
+            Err(e) => {
+                env.bad("GENERIC_ROLE_MAPPINGS_ROLES", e);
+                None
+            }
+        },
+        (Some(_), None) => {
+            env.bad(
+                "GENERIC_ROLE_MAPPINGS_GROUP_CLAIM",
+                "is not set (required with GENERIC_ROLE_MAPPINGS_ROLES)",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            env.bad(
+                "GENERIC_ROLE_MAPPINGS_ROLES",
+                "is not set (required with GENERIC_ROLE_MAPPINGS_GROUP_CLAIM)",
+            );
+            None
+        }
+        (None, None) => None,
+    }
 }
 
 /// `{FAMILY}_USER_{ID,DISPLAY_NAME,EMAIL,FIRST_NAME,LAST_NAME,PROVIDER}_ATTRIBUTE`, when set,
@@ -437,30 +520,6 @@ fn generic_from_env<F: Fn(&str) -> Option<String>>(
     attributes_from_env(env, "GENERIC", &mut claims);
     claims.extra = env.list("GENERIC_USER_EXTRA_ATTRIBUTES");
     claims.team_ids_field = env.get("GENERIC_TEAM_IDS_JWT_FIELD");
-    let roles = env.get("GENERIC_ROLE_MAPPINGS_ROLES");
-    let group_claim = env.get("GENERIC_ROLE_MAPPINGS_GROUP_CLAIM");
-    let default_role = env.role("GENERIC_ROLE_MAPPINGS_DEFAULT_ROLE");
-    match (roles, group_claim) {
-        (Some(text), Some(group_claim)) => match parse_role_map(&text) {
-            Ok(roles) => {
-                claims.role_mappings = Some(RoleMappings {
-                    group_claim,
-                    default_role,
-                    roles,
-                })
-            }
-            Err(e) => env.bad("GENERIC_ROLE_MAPPINGS_ROLES", e),
-        },
-        (Some(_), None) => env.bad(
-            "GENERIC_ROLE_MAPPINGS_GROUP_CLAIM",
-            "is not set (required with GENERIC_ROLE_MAPPINGS_ROLES)",
-        ),
-        (None, Some(_)) => env.bad(
-            "GENERIC_ROLE_MAPPINGS_ROLES",
-            "is not set (required with GENERIC_ROLE_MAPPINGS_GROUP_CLAIM)",
-        ),
-        (None, None) => {}
-    }
     Some(p.claims(claims))
 }
 
@@ -484,6 +543,7 @@ fn parse_user_defaults(json: &str) -> Result<NewUserDefaults, String> {
         max_budget,
         budget_duration,
         models,
+        ..
     } = team_defaults_from(&obj);
     Ok(NewUserDefaults {
         role,
@@ -505,7 +565,19 @@ fn team_defaults_from(obj: &serde_json::Map<String, serde_json::Value>) -> NewTe
             .and_then(|d| d.as_str())
             .map(str::to_owned),
         models: string_list(obj.get("models")),
+        tpm_limit: whole_number(obj.get("tpm_limit")),
+        rpm_limit: whole_number(obj.get("rpm_limit")),
     }
+}
+
+/// A non-negative whole number (`1000` or `1000.0`); anything else is no value.
+fn whole_number(v: Option<&serde_json::Value>) -> Option<u64> {
+    let v = v?;
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.is_finite() && *f >= 0.0 && f.fract() == 0.0 && *f < 1.8e19)
+            .map(|f| f as u64)
+    })
 }
 
 fn string_list(v: Option<&serde_json::Value>) -> Vec<String> {
@@ -675,6 +747,113 @@ mod tests {
             .map(|p| p.config.provider_name())
             .collect();
         assert_eq!(names, ["google", "generic"]);
+    }
+
+    #[test]
+    fn microsoft_and_google_variables() {
+        let layer = build(&[
+            ("PROXY_BASE_URL", "https://gw.example.com"),
+            ("LITELLM_MASTER_KEY", "sk-0123456789abcdef"),
+            ("GOOGLE_CLIENT_ID", "goog"),
+            ("GOOGLE_CLIENT_SECRET", "s"),
+            ("GOOGLE_HOSTED_DOMAIN", "Example.COM"),
+            ("MICROSOFT_CLIENT_ID", "m"),
+            ("MICROSOFT_CLIENT_SECRET", "s"),
+            ("MICROSOFT_TENANT", "organizations"),
+            (
+                "MICROSOFT_SERVICE_PRINCIPAL_ID",
+                "0b7f7c1e-1c7e-4a4f-9d0a-1f2e3d4c5b6a",
+            ),
+            ("MICROSOFT_GRAPH_FAIL_OPEN", "true"),
+            (
+                "MICROSOFT_ALLOWED_TENANTS",
+                "72F988BF-86F1-41AF-91AB-2D7CD011DB47, 9188040d-6c67-4c5b-b112-36a304b66dad",
+            ),
+            (
+                "MICROSOFT_GRAPH_BASE_URL",
+                "https://graph.microsoft.us/v1.0/",
+            ),
+            (
+                "MICROSOFT_JWKS_URI",
+                "https://login.microsoftonline.us/common/discovery/v2.0/keys",
+            ),
+            (
+                "GENERIC_ROLE_MAPPINGS_ROLES",
+                "{'proxy_admin': ['g-admins']}",
+            ),
+            ("GENERIC_ROLE_MAPPINGS_GROUP_CLAIM", "groups"),
+            (
+                "DEFAULT_TEAM_PARAMS",
+                r#"{"max_budget": 10, "tpm_limit": 1000, "rpm_limit": 10.0, "models": ["m"]}"#,
+            ),
+        ])
+        .unwrap();
+        let google = &layer.shared.providers[0].config;
+        assert_eq!(google.hosted_domain.as_deref(), Some("example.com"));
+        let ms = &layer.shared.providers[1].config;
+        assert_eq!(
+            ms.microsoft.graph_base_url,
+            "https://graph.microsoft.us/v1.0"
+        );
+        assert!(ms.microsoft.graph_fail_open);
+        assert_eq!(
+            ms.microsoft.service_principal_id.as_deref(),
+            Some("0b7f7c1e-1c7e-4a4f-9d0a-1f2e3d4c5b6a")
+        );
+        assert_eq!(
+            ms.microsoft.allowed_tenants,
+            [
+                "72f988bf-86f1-41af-91ab-2d7cd011db47",
+                "9188040d-6c67-4c5b-b112-36a304b66dad"
+            ]
+        );
+        assert_eq!(
+            ms.jwks_uri.as_deref(),
+            Some("https://login.microsoftonline.us/common/discovery/v2.0/keys")
+        );
+        let rm = ms
+            .claims
+            .role_mappings
+            .as_ref()
+            .expect("role mappings for Microsoft");
+        assert_eq!(rm.group_claim, "groups");
+        let t = &layer.shared.team_defaults;
+        assert_eq!(
+            (t.tpm_limit, t.rpm_limit, t.max_budget),
+            (Some(1000), Some(10), Some(10.0))
+        );
+
+        let e = build(&[
+            ("PROXY_BASE_URL", "https://gw.example.com"),
+            ("LITELLM_MASTER_KEY", "sk-0123456789abcdef"),
+            ("MICROSOFT_CLIENT_ID", "m"),
+            ("MICROSOFT_CLIENT_SECRET", "s"),
+            ("MICROSOFT_ALLOWED_TENANTS", "contoso.com"),
+            ("MICROSOFT_SERVICE_PRINCIPAL_ID", "../../users"),
+            ("MICROSOFT_GRAPH_BASE_URL", "http://graph.example.com"),
+            ("MICROSOFT_GRAPH_FAIL_OPEN", "perhaps"),
+        ])
+        .unwrap_err();
+        let text = e.to_string();
+        for needle in [
+            "allowed tenant",
+            "service principal",
+            "Graph base URL",
+            "MICROSOFT_GRAPH_FAIL_OPEN",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        let e = build(&[
+            ("PROXY_BASE_URL", "https://gw.example.com"),
+            ("LITELLM_MASTER_KEY", "sk-0123456789abcdef"),
+            ("MICROSOFT_SERVICE_PRINCIPAL_ID", "sp"),
+            ("GOOGLE_HOSTED_DOMAIN", "example.com"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.mentions("MICROSOFT_CLIENT_ID") && e.mentions("GOOGLE_CLIENT_ID"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -53,13 +53,13 @@ pub(crate) fn transport_error(what: &str, e: &HttpError) -> crate::SsoError {
 }
 
 /// Sends one request through the (cloned) client.
-async fn send(http: &HttpClient, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+pub(crate) async fn send(http: &HttpClient, req: HttpRequest) -> Result<HttpResponse, HttpError> {
     http.clone().oneshot(req).await
 }
 
 /// A bodiless GET asking for JSON, optionally with a bearer token. `None` if `url` is not a
 /// valid request URI (or the token is not a valid header value).
-fn get_json_request(url: &str, bearer: Option<&str>) -> Option<HttpRequest> {
+pub(crate) fn get_json_request(url: &str, bearer: Option<&str>) -> Option<HttpRequest> {
     let mut builder = http::Request::builder()
         .method(Method::GET)
         .uri(url)

@@ -16,7 +16,7 @@ mod upsert;
 pub use self::memory::MemoryUserStore;
 #[cfg(feature = "postgres")]
 pub use self::postgres::{PostgresOptions, PostgresUserStore};
-pub(crate) use self::upsert::{LoginLookup, find_login_user, upsert_sso_user};
+pub(crate) use self::upsert::{LoginLookup, ensure_named_teams, find_login_user, upsert_sso_user};
 pub use self::upsert::{NewTeamDefaults, NewUserDefaults};
 
 /// A stored user.
@@ -55,6 +55,12 @@ pub struct TeamRecord {
     pub max_budget: Option<f64>,
     /// Budget period.
     pub budget_duration: Option<String>,
+    /// Tokens per minute the team may use (`tpm_limit`).
+    #[serde(default)]
+    pub tpm_limit: Option<u64>,
+    /// Requests per minute the team may make (`rpm_limit`).
+    #[serde(default)]
+    pub rpm_limit: Option<u64>,
 }
 
 /// A request to the user store.
@@ -106,7 +112,8 @@ pub enum StoreRequest {
         /// The value to set.
         value: serde_json::Value,
     },
-    /// Find a team by id, creating it from the given record if it does not exist.
+    /// Find a team by id, creating it from the given record if it does not exist (an existing
+    /// team is answered as stored, unchanged). A store keeps every field of the record.
     FindOrCreateTeam(TeamRecord),
     /// Add a user to a team (no-op if already a member).
     AddMember {
@@ -382,6 +389,8 @@ mod tests {
             models: vec![],
             max_budget: None,
             budget_duration: None,
+            tpm_limit: Some(1000),
+            rpm_limit: None,
         };
         assert_eq!(find_or_create_team(&s, t.clone()).await.unwrap(), t);
         add_member(&s, "t", "u1").await.unwrap();

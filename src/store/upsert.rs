@@ -43,6 +43,10 @@ pub struct NewTeamDefaults {
     pub budget_duration: Option<String>,
     /// Models the new team may use.
     pub models: Vec<String>,
+    /// The new team's tokens-per-minute limit (`tpm_limit`).
+    pub tpm_limit: Option<u64>,
+    /// The new team's requests-per-minute limit (`rpm_limit`).
+    pub rpm_limit: Option<u64>,
 }
 
 fn store_unavailable(step: &'static str, err: StoreError) -> SsoError {
@@ -381,23 +385,40 @@ async fn update_existing(
         .map_err(|e| store_unavailable("update user", e))
 }
 
-/// Finds or creates the team `team_id` with the configured defaults.
+/// Finds or creates the team `team_id` (named `alias`) with the configured defaults.
 async fn ensure_team(
     store: &UserStore,
     team_id: &str,
+    alias: Option<&str>,
     defaults: &NewTeamDefaults,
 ) -> Result<(), SsoError> {
     let team = TeamRecord {
         team_id: team_id.to_owned(),
-        alias: None,
+        alias: alias.map(str::to_owned),
         models: defaults.models.clone(),
         max_budget: defaults.max_budget,
         budget_duration: defaults.budget_duration.clone(),
+        tpm_limit: defaults.tpm_limit,
+        rpm_limit: defaults.rpm_limit,
     };
     super::find_or_create_team(store, team)
         .await
         .map(|_| ())
         .map_err(|e| store_unavailable("create team", e))
+}
+
+/// Finds or creates each named team the provider announced (Microsoft: the groups assigned to
+/// the service principal), with its display name as alias and the configured defaults; a team
+/// that exists is left as it is.
+pub(crate) async fn ensure_named_teams(
+    store: &UserStore,
+    teams: &[crate::providers::NamedTeam],
+    defaults: &NewTeamDefaults,
+) -> Result<(), SsoError> {
+    for team in teams.iter().filter(|t| !t.id.is_empty()) {
+        ensure_team(store, &team.id, team.alias.as_deref(), defaults).await?;
+    }
+    Ok(())
 }
 
 /// Finds or creates each of the IdP's teams (empty ids skipped); their ids, once each, in order.
@@ -411,7 +432,7 @@ async fn create_teams(
         if team_id.is_empty() || created.contains(team_id) {
             continue;
         }
-        ensure_team(store, team_id, defaults).await?;
+        ensure_team(store, team_id, None, defaults).await?;
         created.push(team_id.clone());
     }
     Ok(created)
@@ -427,7 +448,7 @@ async fn add_missing_teams(
         if team_id.is_empty() || record.teams.contains(team_id) {
             continue;
         }
-        ensure_team(store, team_id, defaults).await?;
+        ensure_team(store, team_id, None, defaults).await?;
         super::add_member(store, team_id.clone(), record.user_id.clone())
             .await
             .map_err(|e| store_unavailable("add team member", e))?;
@@ -1048,6 +1069,8 @@ mod tests {
                 models: vec![],
                 max_budget: None,
                 budget_duration: None,
+                tpm_limit: None,
+                rpm_limit: None,
             },
         )
         .await
@@ -1063,6 +1086,8 @@ mod tests {
             max_budget: Some(10.0),
             budget_duration: Some("1d".into()),
             models: vec!["special-gpt-5".into()],
+            tpm_limit: Some(1000),
+            rpm_limit: Some(10),
         };
         let u = upsert_sso_user(
             &s,
@@ -1081,6 +1106,8 @@ mod tests {
             models: vec!["special-gpt-5".into()],
             max_budget: Some(10.0),
             budget_duration: Some("1d".into()),
+            tpm_limit: Some(1000),
+            rpm_limit: Some(10),
         };
         assert_eq!(
             r.take_writes(),

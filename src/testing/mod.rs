@@ -22,8 +22,31 @@
 //! | userinfo | `GET` or `POST /userinfo` |
 //! | JWKS | `GET /jwks` |
 //! | end session | `GET` or `POST /logout` |
+//!
+//! # Microsoft Entra ID stand-in
+//!
+//! Started with [`MockIdpBuilder::entra`], the provider also plays Entra ID, so a relying party
+//! configured like a real Entra application (explicit endpoints, a JWKS URI, a Graph base URL;
+//! see [`MockIdp::microsoft_env_vars`]) runs its real code path over loopback, signatures
+//! included:
+//!
+//! - id_tokens carry `tid` (the user's `tid` claim, else the configured tenant), `oid` (the
+//!   user's `oid`, else `id`, else `sub`) and `iss` = `https://login.microsoftonline.com/{tid}/v2.0`;
+//!   authorization responses carry no `iss` parameter (Entra sends none);
+//! - Microsoft Graph under `{issuer}/graph/v1.0` ([`MockIdp::graph_base_url`]), every call with
+//!   the access token as Bearer:
+//!
+//! | Graph endpoint | answer |
+//! |---|---|
+//! | `GET /graph/v1.0/me` | the user's claims as a profile (no `sub`; `id` defaults to the object id); [`Misbehaviour::UserinfoError`] and [`Misbehaviour::UserinfoEmpty`] apply |
+//! | `GET /graph/v1.0/me/memberOf` | the objects set with [`MockIdp::set_member_of`], [`MockIdp::set_graph_page_size`] per page, each page but the last with an `@odata.nextLink` (`?$skiptoken=N`) |
+//! | `GET /graph/v1.0/servicePrincipals/{id}/appRoleAssignedTo` | the objects set with [`MockIdp::set_app_role_assigned_to`], paged the same way; 404 for an unknown id |
+//!
+//! [`Misbehaviour::GraphError`] fails the two listings (not `/me`);
+//! [`Misbehaviour::TenantIssuerMismatch`] forges the id_token's `iss`/`tid` pair.
 
 mod crypto;
+mod entra;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -194,6 +217,12 @@ pub enum Misbehaviour {
     /// A transport or format fault at one endpoint (the others behave): see [`Fault`]. The
     /// request is recorded but not validated (a faulted `/token` redeems nothing).
     Fault(Endpoint, Fault),
+    /// Entra stand-in: the Graph listings (`/me/memberOf`, `appRoleAssignedTo`) answer this HTTP
+    /// status with a Graph error body (500 if the number is no status); `/me` still answers.
+    GraphError(u16),
+    /// Entra stand-in: the id_token's `iss` names this tenant while its `tid` stays the user's
+    /// (a forged issuer/tenant pair, correctly signed).
+    TenantIssuerMismatch(String),
 }
 
 /// An endpoint a [`Misbehaviour::Fault`] targets.
@@ -317,6 +346,7 @@ pub struct MockIdpBuilder {
     client_auth: ClientAuth,
     port: u16,
     id_token: bool,
+    entra_tenant: Option<String>,
 }
 
 impl Default for MockIdpBuilder {
@@ -332,6 +362,7 @@ impl Default for MockIdpBuilder {
             client_auth: ClientAuth::Any,
             port: 0,
             id_token: true,
+            entra_tenant: None,
         }
     }
 }
@@ -393,6 +424,13 @@ impl MockIdpBuilder {
         self
     }
 
+    /// Play Microsoft Entra ID for tenant `tenant_id` (a GUID): Entra-shaped id_tokens and the
+    /// Microsoft Graph endpoints (see the [module documentation](self#microsoft-entra-id-stand-in)).
+    pub fn entra(mut self, tenant_id: impl Into<String>) -> Self {
+        self.entra_tenant = Some(tenant_id.into());
+        self
+    }
+
     /// The loopback port to listen on (default: any free port). A fixed port lets several
     /// processes (two demo instances, say) share one provider.
     pub fn port(mut self, port: u16) -> Self {
@@ -429,6 +467,7 @@ impl MockIdpBuilder {
             require_pkce: self.require_pkce,
             client_auth: self.client_auth,
             issue_id_token: self.id_token,
+            entra_tenant: self.entra_tenant,
             open_connections: AtomicUsize::new(0),
             state: Mutex::new(State {
                 users,
@@ -439,6 +478,7 @@ impl MockIdpBuilder {
                 tokens: HashMap::new(),
                 requests: Vec::new(),
                 issued: Issued::default(),
+                graph: entra::GraphState::default(),
             }),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -610,6 +650,80 @@ impl MockIdp {
         .collect()
     }
 
+    /// Entra stand-in: the tenant it plays ([`MockIdpBuilder::entra`]), `None` otherwise.
+    pub fn entra_tenant(&self) -> Option<&str> {
+        self.shared.entra_tenant.as_deref()
+    }
+
+    /// Entra stand-in: the issuer of tenant `tid`'s id_tokens,
+    /// `https://login.microsoftonline.com/{tid}/v2.0`.
+    pub fn entra_issuer(tid: &str) -> String {
+        entra::issuer(tid)
+    }
+
+    /// Entra stand-in: the Microsoft Graph base URL, `{issuer}/graph/v1.0`.
+    pub fn graph_base_url(&self) -> String {
+        format!("{}{}", self.shared.issuer, entra::GRAPH_PREFIX)
+    }
+
+    /// Entra stand-in: the directory objects `GET /me/memberOf` lists for user `sub` (groups are
+    /// `{"@odata.type": "#microsoft.graph.group", "id": ..., "displayName": ...}`; anything goes,
+    /// objects without an `id` included). Replaces the previous list.
+    pub fn set_member_of(&self, sub: &str, objects: Vec<Value>) {
+        self.shared
+            .lock()
+            .graph
+            .member_of
+            .insert(sub.to_owned(), objects);
+    }
+
+    /// Entra stand-in: the app role assignments `GET /servicePrincipals/{id}/appRoleAssignedTo`
+    /// lists for service principal `id` (`{"principalType": "Group", "principalId": ...,
+    /// "principalDisplayName": ...}`, or `"User"` principals). Replaces the previous list.
+    pub fn set_app_role_assigned_to(&self, id: &str, objects: Vec<Value>) {
+        self.shared
+            .lock()
+            .graph
+            .app_role_assigned_to
+            .insert(id.to_owned(), objects);
+    }
+
+    /// Entra stand-in: objects per Graph page (default 100; at least 1).
+    pub fn set_graph_page_size(&self, n: usize) {
+        self.shared.lock().graph.page_size = n.max(1);
+    }
+
+    /// Entra stand-in: the environment `SsoLayer::from_env` reads for Microsoft, pointing every
+    /// endpoint at this provider: `MICROSOFT_CLIENT_ID`, `_CLIENT_SECRET`, `_TENANT`,
+    /// `_AUTHORIZATION_ENDPOINT`, `_TOKEN_ENDPOINT`, `_USERINFO_ENDPOINT` (Graph `/me`),
+    /// `_JWKS_URI` and `_GRAPH_BASE_URL`.
+    pub fn microsoft_env_vars(&self) -> Vec<(String, String)> {
+        let iss = &self.shared.issuer;
+        let graph = self.graph_base_url();
+        [
+            ("MICROSOFT_CLIENT_ID", self.shared.client_id.clone()),
+            ("MICROSOFT_CLIENT_SECRET", self.shared.client_secret.clone()),
+            (
+                "MICROSOFT_TENANT",
+                self.shared
+                    .entra_tenant
+                    .clone()
+                    .unwrap_or_else(|| "common".to_owned()),
+            ),
+            (
+                "MICROSOFT_AUTHORIZATION_ENDPOINT",
+                format!("{iss}/authorize"),
+            ),
+            ("MICROSOFT_TOKEN_ENDPOINT", format!("{iss}/token")),
+            ("MICROSOFT_USERINFO_ENDPOINT", format!("{graph}/me")),
+            ("MICROSOFT_JWKS_URI", format!("{iss}/jwks")),
+            ("MICROSOFT_GRAPH_BASE_URL", graph),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
     /// Stops the server now (for every handle) and waits until the port is closed.
     pub async fn shutdown(self) {
         let _ = self.guard.stop.send(true);
@@ -650,6 +764,8 @@ struct Shared {
     require_pkce: bool,
     client_auth: ClientAuth,
     issue_id_token: bool,
+    /// The Entra tenant, when playing Entra ID.
+    entra_tenant: Option<String>,
     /// Connections accepted and not yet closed.
     open_connections: AtomicUsize,
     state: Mutex<State>,
@@ -672,6 +788,7 @@ struct State {
     tokens: HashMap<String, AccessGrant>,
     requests: Vec<RecordedRequest>,
     issued: Issued,
+    graph: entra::GraphState,
 }
 
 /// What an authorization code stands for.

@@ -45,7 +45,7 @@ const ID_TOKEN_TTL_SECS: u64 = 300;
 /// The issuer the "wrong issuer" misbehaviours use.
 const EVIL_ISSUER: &str = "https://evil.example.com";
 
-type Resp = Response<Full<Bytes>>;
+pub(super) type Resp = Response<Full<Bytes>>;
 /// The body the server sends: a complete one, or one of the faulty streams.
 type MockBody = BoxBody<Bytes, io::Error>;
 
@@ -143,6 +143,11 @@ async fn route(shared: &Shared, req: Request<Incoming>, misbehaviour: Misbehavio
         }
     };
     let m = &misbehaviour;
+    if shared.entra_tenant.is_some()
+        && let Some(rest) = path.strip_prefix(super::entra::GRAPH_PREFIX)
+    {
+        return super::entra::graph(shared, m, &method, rest, &query, &parts.headers);
+    }
     match (method, path.as_str()) {
         (Method::GET, "/.well-known/openid-configuration") => discovery(shared, m),
         (Method::GET, "/authorize") => authorize(shared, m, &query, false),
@@ -675,6 +680,9 @@ fn id_token(
     if let Some(nonce) = nonce {
         claims.insert("nonce".into(), json!(nonce));
     }
+    if let Some(tenant) = &shared.entra_tenant {
+        super::entra::id_token_claims(tenant, m, user, &mut claims);
+    }
     let mut shape = JwtShape::Normal;
     match m {
         Misbehaviour::WrongIssuer => {
@@ -800,6 +808,24 @@ fn userinfo(shared: &Shared, m: &Misbehaviour, headers: &HeaderMap) -> Resp {
         let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return oauth_error(status, "server_error", "the mock provider was told to fail");
     }
+    let user = match bearer_user(shared, headers) {
+        Ok(user) => user,
+        Err(resp) => return resp,
+    };
+    let mut claims = user.claims;
+    claims.insert("sub".into(), json!(user.sub));
+    match m {
+        Misbehaviour::UserinfoEmpty => claims = Map::new(),
+        Misbehaviour::UserinfoWrongSub => {
+            claims.insert("sub".into(), json!("someone-else"));
+        }
+        _ => {}
+    }
+    json_response(StatusCode::OK, &Value::Object(claims))
+}
+
+/// The user a request's Bearer access token stands for, or the 401 to answer.
+pub(super) fn bearer_user(shared: &Shared, headers: &HeaderMap) -> Result<MockUser, Resp> {
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -814,7 +840,7 @@ fn userinfo(shared: &Shared, m: &Misbehaviour, headers: &HeaderMap) -> Resp {
         );
         resp.headers_mut()
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return resp;
+        return Err(resp);
     };
     let user = {
         let state = shared.lock();
@@ -834,18 +860,9 @@ fn userinfo(shared: &Shared, m: &Misbehaviour, headers: &HeaderMap) -> Resp {
             WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer error=\"invalid_token\""),
         );
-        return resp;
+        return Err(resp);
     };
-    let mut claims = user.claims;
-    claims.insert("sub".into(), json!(user.sub));
-    match m {
-        Misbehaviour::UserinfoEmpty => claims = Map::new(),
-        Misbehaviour::UserinfoWrongSub => {
-            claims.insert("sub".into(), json!("someone-else"));
-        }
-        _ => {}
-    }
-    json_response(StatusCode::OK, &Value::Object(claims))
+    Ok(user)
 }
 
 /// `GET /jwks`: only the current key.
@@ -900,7 +917,8 @@ fn authz_redirect(
                 q.append_pair("iss", EVIL_ISSUER);
             }
             Misbehaviour::MissingIssParameter => {}
-            _ if shared.iss_parameter => {
+            // Entra ID sends no `iss` with its authorization responses.
+            _ if shared.iss_parameter && shared.entra_tenant.is_none() => {
                 q.append_pair("iss", &shared.issuer);
             }
             _ => {}
@@ -1158,7 +1176,7 @@ fn raw_response(status: StatusCode, content_type: &'static str, body: impl Into<
     resp
 }
 
-fn json_response(status: StatusCode, value: &Value) -> Resp {
+pub(super) fn json_response(status: StatusCode, value: &Value) -> Resp {
     raw_response(
         status,
         "application/json",
@@ -1172,7 +1190,7 @@ fn with_no_store(mut resp: Resp) -> Resp {
     resp
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Resp {
+pub(super) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Resp {
     with_no_store(json_response(
         status,
         &json!({"error": error, "error_description": description}),

@@ -15,11 +15,18 @@ struct Migration {
 }
 
 /// Every schema version, oldest first. Never edit a shipped one: add the next.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "users, teams and memberships",
-    sql: include_str!("migrations/0001_create_tables.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "users, teams and memberships",
+        sql: include_str!("migrations/0001_create_tables.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "team rate limits",
+        sql: include_str!("migrations/0002_team_limits.sql"),
+    },
+];
 
 /// The key of the transaction-scoped advisory lock that serialises migrations across instances
 /// (the bytes of `"towersso"`).

@@ -195,8 +195,9 @@ async fn find_or_create_team(
     team: &TeamRecord,
 ) -> Result<StoreResponse, StoreError> {
     let sql = format!(
-        "INSERT INTO tower_sso_teams AS t (team_id, alias, models, max_budget, budget_duration) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (team_id) DO NOTHING RETURNING {TEAM_COLUMNS}"
+        "INSERT INTO tower_sso_teams AS t \
+         (team_id, alias, models, max_budget, budget_duration, tpm_limit, rpm_limit) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (team_id) DO NOTHING RETURNING {TEAM_COLUMNS}"
     );
     let created = sqlx::query(&sql)
         .bind(&team.team_id)
@@ -204,6 +205,9 @@ async fn find_or_create_team(
         .bind(&team.models)
         .bind(team.max_budget)
         .bind(&team.budget_duration)
+        // `bigint`: a limit beyond its range is stored as its largest value.
+        .bind(team.tpm_limit.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
+        .bind(team.rpm_limit.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
         .fetch_optional(pool)
         .await
         .map_err(backend)?;

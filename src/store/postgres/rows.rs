@@ -14,7 +14,7 @@ pub(super) const USER_COLUMNS: &str = "u.user_id, u.email, u.role, u.models, u.m
 
 /// The select list of a team row (table alias `t`).
 pub(super) const TEAM_COLUMNS: &str =
-    "t.team_id, t.alias, t.models, t.max_budget, t.budget_duration";
+    "t.team_id, t.alias, t.models, t.max_budget, t.budget_duration, t.tpm_limit, t.rpm_limit";
 
 /// A user from a row selected with [`USER_COLUMNS`].
 pub(super) fn user(row: &PgRow) -> Result<UserRecord, StoreError> {
@@ -50,5 +50,12 @@ pub(super) fn team(row: &PgRow) -> Result<TeamRecord, StoreError> {
         models: row.try_get("models").map_err(backend)?,
         max_budget: row.try_get("max_budget").map_err(backend)?,
         budget_duration: row.try_get("budget_duration").map_err(backend)?,
+        tpm_limit: limit(row.try_get("tpm_limit").map_err(backend)?),
+        rpm_limit: limit(row.try_get("rpm_limit").map_err(backend)?),
     })
+}
+
+/// A stored limit (`bigint`); a negative one (written by something else) is no limit.
+fn limit(v: Option<i64>) -> Option<u64> {
+    v.and_then(|v| u64::try_from(v).ok())
 }
