@@ -654,3 +654,49 @@ async fn programmatic_settings_match_the_environment() {
     let t = stored_team(&store, "g-admins").await;
     assert_eq!((t.alias.as_deref(), t.rpm_limit), (Some("Admins"), Some(5)));
 }
+
+#[tokio::test]
+async fn the_debug_page_shows_graph_groups_app_roles_and_service_principal_teams() {
+    use http_body_util::BodyExt;
+    let idp = entra(jane().claim("app_roles", json!(["internal_user", "<b>x</b>"]))).await;
+    idp.set_member_of("aad-jane", vec![group("g1"), group("g2")]);
+    idp.set_app_role_assigned_to(
+        SP,
+        vec![json!({"principalType": "Group", "principalId": "g1", "principalDisplayName": "Team <One>"})],
+    );
+    let store = MemoryUserStore::new();
+    let layer = from_env(
+        &idp,
+        &[
+            ("MICROSOFT_SERVICE_PRINCIPAL_ID", SP),
+            ("SSO_DEBUG_ENABLED", "true"),
+        ],
+        &store,
+    );
+    let mut b = Browser::for_layer(&layer);
+    let res = b.get("/sso/debug/login").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let url = url::Url::parse(&location(&res)).unwrap();
+    let back = b.authorize_at_idp(&url).await;
+    let res = b.get(&relative(&back)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(cookie_value(&res, "token"), None, "no session");
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let page = String::from_utf8_lossy(&body).into_owned();
+
+    assert!(page.contains("<h2>Microsoft</h2>"), "{page}");
+    for shown in [
+        "&quot;graph_groups&quot;",
+        "&quot;g1&quot;",
+        "&quot;internal_user&quot;",
+        "Team &lt;One&gt;",
+    ] {
+        assert!(page.contains(shown), "{shown} missing: {page}");
+    }
+    assert!(!page.contains("<b>x</b>"), "app roles are escaped");
+    // g2 is not assigned to the service principal: it does not count.
+    assert!(!page.contains("&quot;g2&quot;"), "{page}");
+    // Nothing was written: no user, and no service-principal team.
+    assert_eq!(stored_user(&store, "obj-jane").await, None);
+    assert_eq!(store.team_count(), 0);
+}

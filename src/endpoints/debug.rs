@@ -32,6 +32,7 @@ pub(super) async fn run(
         user,
         user_id,
         claims,
+        provider_outcome,
         ..
     } = verify(shared, provider_index, parts, true).await?;
     let user_id = user_id
@@ -69,9 +70,31 @@ pub(super) async fn run(
             html_escape(e.message())
         ),
     };
+    // Microsoft: what Graph and the id_token said about groups and app roles (as upstream shows).
+    let microsoft_html = match &provider_outcome.microsoft {
+        None => String::new(),
+        Some(found) => {
+            let teams: Vec<Value> = found
+                .service_principal_teams
+                .iter()
+                .map(|t| serde_json::json!({"id": t.id, "display_name": t.alias}))
+                .collect();
+            let found = serde_json::json!({
+                "graph_groups": found.graph_groups,
+                "app_roles": found.app_roles,
+                "service_principal_teams": teams,
+            });
+            format!(
+                "<h2>Microsoft</h2>\n<p>The user's Graph groups that count (with a service principal, only those \
+                 assigned to it), the id_token's app roles, and the service principal's groups \
+                 that would become teams.</p>\n<pre>{}</pre>\n",
+                html_escape_lines(&pretty(&found))
+            )
+        }
+    };
     let body = format!(
         "<p>Provider: <code>{provider}</code>. Nothing was stored and no session was set.</p>\n\
-         <h2>Access policy</h2>\n{verdict_html}\n\
+         <h2>Access policy</h2>\n{verdict_html}\n{microsoft_html}\
          <h2>Identity</h2>\n<p>What the login would store (stored team memberships are added to \
          the teams at a real login).</p>\n<pre>{identity}</pre>\n\
          <h2>Claims received</h2>\n<p>The id_token and userinfo claims, merged, without \

@@ -28,6 +28,20 @@ pub(crate) struct NamedTeam {
 pub(crate) struct ProviderOutcome {
     /// Teams to create when missing (Microsoft: the groups assigned to the service principal).
     teams: Vec<NamedTeam>,
+    /// Microsoft: the Graph group ids and the id_token's app roles, as found (the debug page
+    /// shows them).
+    pub(crate) microsoft: Option<MicrosoftFindings>,
+}
+
+/// What a Microsoft login found, for the debug page.
+#[derive(Debug, Default)]
+pub(crate) struct MicrosoftFindings {
+    /// The user's Graph group ids.
+    pub(crate) graph_groups: Vec<String>,
+    /// The id_token's app roles (`app_roles`, else `roles`), as listed.
+    pub(crate) app_roles: Vec<String>,
+    /// The service-principal groups that become teams (id, display name).
+    pub(crate) service_principal_teams: Vec<NamedTeam>,
 }
 
 impl ProviderOutcome {
@@ -54,10 +68,17 @@ pub(crate) async fn finish_login(
             Ok(ProviderOutcome::default())
         }
         ProviderKind::Microsoft => {
-            let teams =
+            let (teams, graph_groups) =
                 microsoft::finish_login(shared, provider, access_token, id_token_claims, user)
                     .await?;
-            Ok(ProviderOutcome { teams })
+            Ok(ProviderOutcome {
+                microsoft: Some(MicrosoftFindings {
+                    graph_groups,
+                    app_roles: microsoft::listed_app_roles(id_token_claims),
+                    service_principal_teams: teams.clone(),
+                }),
+                teams,
+            })
         }
     }
 }

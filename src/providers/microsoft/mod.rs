@@ -86,7 +86,7 @@ pub(crate) async fn finish_login(
     access_token: &str,
     id_token_claims: &Map<String, Value>,
     user: &mut SsoUser,
-) -> Result<Vec<NamedTeam>, SsoError> {
+) -> Result<(Vec<NamedTeam>, Vec<String>), SsoError> {
     let config = &provider.config;
     let settings = &config.microsoft;
     if id_token_claims.is_empty() {
@@ -154,5 +154,21 @@ pub(crate) async fn finish_login(
             user.team_ids.push(id.clone());
         }
     }
-    Ok(groups.service_principal_teams)
+    Ok((groups.service_principal_teams, groups.ids))
+}
+
+/// The app roles the id_token carries, as listed (`app_roles`, else `roles`; strings only), for
+/// the debug page.
+pub(crate) fn listed_app_roles(id_token_claims: &Map<String, Value>) -> Vec<String> {
+    ["app_roles", "roles"]
+        .iter()
+        .filter_map(|k| id_token_claims.get(*k)?.as_array())
+        .find(|list| !list.is_empty())
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
