@@ -228,17 +228,19 @@ impl Shared {
     /// Revokes `identity`'s session here at once and, with a revocation feed, on every other
     /// instance within one sync interval.
     pub(crate) async fn revoke(&self, identity: &Identity) {
+        self.publish_revocation(RevokedSession::session(
+            identity.session_id(),
+            identity.expires_at(),
+        ))
+        .await;
+    }
+
+    /// Applies `revocation` here at once and, with a revocation feed, on every other instance
+    /// within one sync interval.
+    pub(crate) async fn publish_revocation(&self, revocation: RevokedSession) {
         match &self.revocations {
-            Some(sync) => {
-                sync.revoke(RevokedSession {
-                    session_id: identity.session_id().to_owned(),
-                    expires_at: identity.expires_at(),
-                })
-                .await
-            }
-            None => self
-                .sessions
-                .revoke(identity.session_id(), identity.expires_at()),
+            Some(sync) => sync.revoke(revocation).await,
+            None => self.sessions.apply(&revocation),
         }
     }
 

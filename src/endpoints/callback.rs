@@ -25,7 +25,7 @@ use crate::policy::UiAccessMode;
 use crate::provider::ClientAuthMethod;
 use crate::provider::ProviderKind;
 use crate::runtime::Resolved;
-use crate::session::{IssueError, NewSession};
+use crate::session::{IdpSession, IssueError, NewSession};
 
 pub(crate) async fn finish(
     shared: &Shared,
@@ -136,6 +136,7 @@ async fn run(
     // 6. The id_token: verified when the provider's keys are known.
     let mut claims: Map<String, Value> = Map::new();
     let mut id_sub: Option<String> = None;
+    let mut id_sid: Option<String> = None;
     // The id_token's own claims, kept apart from the profile merged in below: Microsoft's app
     // roles are read from them only.
     let mut id_token_claims: Map<String, Value> = Map::new();
@@ -156,6 +157,11 @@ async fn run(
         };
         id_sub = id_claims
             .get("sub")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        // For back-channel logout: the provider's session this login belongs to.
+        id_sid = id_claims
+            .get("sid")
             .and_then(Value::as_str)
             .map(str::to_owned);
         if config.kind() == ProviderKind::Microsoft {
@@ -279,7 +285,7 @@ async fn run(
     }
     let (token, identity) = shared
         .sessions
-        .issue(NewSession {
+        .issue_linked(NewSession {
             user_id: record_user.user_id.clone(),
             email: record_user.email.clone().or(user.email.clone()),
             display_name: user.display_name.clone(),
@@ -287,7 +293,11 @@ async fn run(
             team_ids,
             provider: user.provider.clone(),
             attributes: user.extra.clone(),
-        })
+        }, Some(IdpSession {
+            provider: config.provider_name().to_owned(),
+            sid: id_sid,
+            subject: user.subject.clone(),
+        }))
         .map_err(|e| match e {
             IssueError::TooLarge { .. } => {
                 tracing::warn!(error = %e, "SSO login refused: session too large");
