@@ -28,6 +28,7 @@ use crate::store::{
     MemoryUserStore, NewTeamDefaults, NewUserDefaults, StoreError, StoreRequest, StoreResponse,
     UserStore,
 };
+use crate::ui_settings::UiSettings;
 
 /// How often the revocation feed is read unless configured.
 const DEFAULT_REVOCATION_SYNC: Duration = Duration::from_millis(500);
@@ -212,6 +213,8 @@ pub(crate) struct Shared {
     pub(crate) identity_headers: bool,
     pub(crate) strip_session_token: bool,
     pub(crate) logout_url: Option<String>,
+    /// What `/sso/get/ui_settings` reports beyond the configuration.
+    pub(crate) ui_settings: UiSettings,
     pub(crate) cache: VerifierCache,
     pub(crate) store: UserStore,
     /// Shares revocations with the other instances, if a feed is configured.
@@ -270,6 +273,7 @@ pub struct SsoLayerBuilder {
     providers: Vec<Provider>,
     ui_path: Option<String>,
     logout_url: Option<String>,
+    ui_settings: UiSettings,
     policy: AccessPolicy,
     redirect_domains: Vec<String>,
     user_defaults: NewUserDefaults,
@@ -389,6 +393,24 @@ impl SsoLayerBuilder {
     /// endpoint, else the root path.
     pub fn logout_url(mut self, url: impl Into<String>) -> Self {
         self.logout_url = Some(url.into());
+        self
+    }
+
+    /// What `GET /sso/get/ui_settings` reports beyond the layer's configuration (replacing
+    /// what was set before, from the environment too). See [`UiSettings`].
+    pub fn ui_settings(mut self, settings: UiSettings) -> Self {
+        self.ui_settings = settings;
+        self
+    }
+
+    /// One integrator value for `GET /sso/get/ui_settings` ([`UiSettings::extra`]), kept
+    /// alongside the other settings.
+    pub fn ui_setting(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
+        self.ui_settings.extra.insert(name.into(), value.into());
         self
     }
 
@@ -829,6 +851,7 @@ impl SsoLayerBuilder {
             identity_headers: self.identity_headers,
             strip_session_token: self.strip_session_token,
             logout_url: self.logout_url,
+            ui_settings: self.ui_settings,
             cache: self
                 .cache
                 .unwrap_or_else(|| BoxCloneSyncService::new(MokaVerifierCache::default())),

@@ -25,6 +25,17 @@ pub enum ProviderKind {
     Microsoft,
 }
 
+impl ProviderKind {
+    /// Upstream's name for the family: `generic`, `google`, `microsoft`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Generic => "generic",
+            ProviderKind::Google => "google",
+            ProviderKind::Microsoft => "microsoft",
+        }
+    }
+}
+
 /// One identity provider.
 ///
 /// Build it with [`Provider::oidc`] (discovery from an issuer), [`Provider::generic`] (explicit
@@ -58,6 +69,8 @@ pub struct Provider {
     pub(crate) extra_headers: Vec<(String, String)>,
     pub(crate) static_state: Option<String>,
     pub(crate) claims: ClaimMapping,
+    /// Microsoft: whether a tenant was given (readiness names `MICROSOFT_TENANT` otherwise).
+    pub(crate) tenant_set: bool,
 }
 
 impl std::fmt::Debug for Provider {
@@ -116,6 +129,7 @@ impl Provider {
             extra_headers: Vec::new(),
             static_state: None,
             claims: ClaimMapping::default(),
+            tenant_set: false,
         }
     }
 
@@ -183,6 +197,7 @@ impl Provider {
         client_secret: impl Into<String>,
         tenant: Option<&str>,
     ) -> Self {
+        let tenant_set = tenant.is_some_and(|t| !t.is_empty());
         let tenant = tenant.filter(|t| !t.is_empty()).unwrap_or("common");
         let mut p = Self::base(
             "microsoft",
@@ -190,6 +205,7 @@ impl Provider {
             client_id.into(),
             Some(client_secret.into()),
         );
+        p.tenant_set = tenant_set;
         let base = format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0");
         p.authorization_endpoint = Some(format!("{base}/authorize"));
         p.token_endpoint = Some(format!("{base}/token"));
@@ -307,6 +323,50 @@ impl Provider {
     /// The family.
     pub fn kind(&self) -> ProviderKind {
         self.kind
+    }
+
+    /// What this provider lacks that upstream's readiness check requires, in upstream's
+    /// environment variable names: the client secret (`GOOGLE_CLIENT_SECRET`,
+    /// `MICROSOFT_CLIENT_SECRET`, `GENERIC_CLIENT_SECRET`), Microsoft's `MICROSOFT_TENANT`, and
+    /// a generic provider's `GENERIC_AUTHORIZATION_ENDPOINT`, `GENERIC_TOKEN_ENDPOINT` and
+    /// `GENERIC_USERINFO_ENDPOINT` (each missing only when neither configured nor discovered
+    /// from an issuer, unlike upstream, which has no discovery).
+    pub(crate) fn missing_settings(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        match self.kind {
+            ProviderKind::Google => {
+                if self.client_secret.is_none() {
+                    missing.push("GOOGLE_CLIENT_SECRET");
+                }
+            }
+            ProviderKind::Microsoft => {
+                if self.client_secret.is_none() {
+                    missing.push("MICROSOFT_CLIENT_SECRET");
+                }
+                if !self.tenant_set {
+                    missing.push("MICROSOFT_TENANT");
+                }
+            }
+            ProviderKind::Generic => {
+                if self.client_secret.is_none() {
+                    missing.push("GENERIC_CLIENT_SECRET");
+                }
+                let discovered = self.issuer.is_some();
+                for (name, endpoint) in [
+                    (
+                        "GENERIC_AUTHORIZATION_ENDPOINT",
+                        &self.authorization_endpoint,
+                    ),
+                    ("GENERIC_TOKEN_ENDPOINT", &self.token_endpoint),
+                    ("GENERIC_USERINFO_ENDPOINT", &self.userinfo_endpoint),
+                ] {
+                    if endpoint.is_none() && !discovered {
+                        missing.push(name);
+                    }
+                }
+            }
+        }
+        missing
     }
 
     pub(crate) fn validate(&self, p: &mut Problems) {
