@@ -31,6 +31,7 @@ use crate::store::{
     MemoryUserStore, NewTeamDefaults, NewUserDefaults, StoreError, StoreRequest, StoreResponse,
     UserStore,
 };
+use crate::ui_settings::UiSettings;
 
 /// How often the revocation feed is read unless configured.
 const DEFAULT_REVOCATION_SYNC: Duration = Duration::from_millis(500);
@@ -232,6 +233,8 @@ pub(crate) struct Shared {
     pub(crate) identity_headers: bool,
     pub(crate) strip_session_token: bool,
     pub(crate) logout_url: Option<String>,
+    /// What `/sso/get/ui_settings` reports beyond the configuration.
+    pub(crate) ui_settings: UiSettings,
     pub(crate) cache: VerifierCache,
     pub(crate) store: UserStore,
     /// Shares revocations with the other instances, if a feed is configured.
@@ -254,17 +257,19 @@ impl Shared {
     /// Revokes `identity`'s session here at once and, with a revocation feed, on every other
     /// instance within one sync interval.
     pub(crate) async fn revoke(&self, identity: &Identity) {
+        self.publish_revocation(RevokedSession::session(
+            identity.session_id(),
+            identity.expires_at(),
+        ))
+        .await;
+    }
+
+    /// Applies `revocation` here at once and, with a revocation feed, on every other instance
+    /// within one sync interval.
+    pub(crate) async fn publish_revocation(&self, revocation: RevokedSession) {
         match &self.revocations {
-            Some(sync) => {
-                sync.revoke(RevokedSession {
-                    session_id: identity.session_id().to_owned(),
-                    expires_at: identity.expires_at(),
-                })
-                .await
-            }
-            None => self
-                .sessions
-                .revoke(identity.session_id(), identity.expires_at()),
+            Some(sync) => sync.revoke(revocation).await,
+            None => self.sessions.apply(&revocation),
         }
     }
 
@@ -294,6 +299,7 @@ pub struct SsoLayerBuilder {
     providers: Vec<Provider>,
     ui_path: Option<String>,
     logout_url: Option<String>,
+    ui_settings: UiSettings,
     policy: AccessPolicy,
     redirect_domains: Vec<String>,
     user_defaults: NewUserDefaults,
@@ -417,6 +423,24 @@ impl SsoLayerBuilder {
     /// endpoint, else the root path.
     pub fn logout_url(mut self, url: impl Into<String>) -> Self {
         self.logout_url = Some(url.into());
+        self
+    }
+
+    /// What `GET /sso/get/ui_settings` reports beyond the layer's configuration (replacing
+    /// what was set before, from the environment too). See [`UiSettings`].
+    pub fn ui_settings(mut self, settings: UiSettings) -> Self {
+        self.ui_settings = settings;
+        self
+    }
+
+    /// One integrator value for `GET /sso/get/ui_settings` ([`UiSettings::extra`]), kept
+    /// alongside the other settings.
+    pub fn ui_setting(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
+        self.ui_settings.extra.insert(name.into(), value.into());
         self
     }
 
@@ -1010,6 +1034,7 @@ impl SsoLayerBuilder {
             identity_headers: self.identity_headers,
             strip_session_token: self.strip_session_token,
             logout_url: self.logout_url,
+            ui_settings: self.ui_settings,
             cache: self
                 .cache
                 .unwrap_or_else(|| BoxCloneSyncService::new(MokaVerifierCache::default())),

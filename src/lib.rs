@@ -183,6 +183,7 @@ pub mod store;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
+mod ui_settings;
 
 pub use crate::body::ResponseBody;
 pub use crate::client_addr::ClientAddr;
@@ -193,3 +194,4 @@ pub use crate::identity::{Identity, IdentityData, SsoUser, UserRole};
 pub use crate::layer::{Backends, SsoLayer, SsoLayerBuilder};
 pub use crate::rate_limit::{RateLimit, RateLimits};
 pub use crate::service::SsoService;
+pub use crate::ui_settings::UiSettings;

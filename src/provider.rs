@@ -26,6 +26,17 @@ pub enum ProviderKind {
     Microsoft,
 }
 
+impl ProviderKind {
+    /// Upstream's name for the family: `generic`, `google`, `microsoft`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Generic => "generic",
+            ProviderKind::Google => "google",
+            ProviderKind::Microsoft => "microsoft",
+        }
+    }
+}
+
 /// One identity provider.
 ///
 /// Build it with [`Provider::oidc`] (discovery from an issuer), [`Provider::generic`] (explicit
@@ -63,6 +74,8 @@ pub struct Provider {
     pub(crate) microsoft: MicrosoftSettings,
     /// Google only: the Workspace domain (`hd`) users must belong to.
     pub(crate) hosted_domain: Option<String>,
+    /// Microsoft: whether a tenant was given (readiness names `MICROSOFT_TENANT` otherwise).
+    pub(crate) tenant_set: bool,
 }
 
 impl std::fmt::Debug for Provider {
@@ -125,6 +138,7 @@ impl Provider {
             claims: ClaimMapping::default(),
             microsoft: MicrosoftSettings::default(),
             hosted_domain: None,
+            tenant_set: false,
         }
     }
 
@@ -203,6 +217,7 @@ impl Provider {
         client_secret: impl Into<String>,
         tenant: Option<&str>,
     ) -> Self {
+        let tenant_set = tenant.is_some_and(|t| !t.is_empty());
         let tenant = tenant.filter(|t| !t.is_empty()).unwrap_or("common");
         let mut p = Self::base(
             "microsoft",
@@ -210,6 +225,7 @@ impl Provider {
             client_id.into(),
             Some(client_secret.into()),
         );
+        p.tenant_set = tenant_set;
         let base = format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0");
         p.authorization_endpoint = Some(format!("{base}/authorize"));
         p.token_endpoint = Some(format!("{base}/token"));
@@ -398,6 +414,50 @@ impl Provider {
     /// The family.
     pub fn kind(&self) -> ProviderKind {
         self.kind
+    }
+
+    /// What this provider lacks that upstream's readiness check requires, in upstream's
+    /// environment variable names: the client secret (`GOOGLE_CLIENT_SECRET`,
+    /// `MICROSOFT_CLIENT_SECRET`, `GENERIC_CLIENT_SECRET`), Microsoft's `MICROSOFT_TENANT`, and
+    /// a generic provider's `GENERIC_AUTHORIZATION_ENDPOINT`, `GENERIC_TOKEN_ENDPOINT` and
+    /// `GENERIC_USERINFO_ENDPOINT` (each missing only when neither configured nor discovered
+    /// from an issuer, unlike upstream, which has no discovery).
+    pub(crate) fn missing_settings(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        match self.kind {
+            ProviderKind::Google => {
+                if self.client_secret.is_none() {
+                    missing.push("GOOGLE_CLIENT_SECRET");
+                }
+            }
+            ProviderKind::Microsoft => {
+                if self.client_secret.is_none() {
+                    missing.push("MICROSOFT_CLIENT_SECRET");
+                }
+                if !self.tenant_set {
+                    missing.push("MICROSOFT_TENANT");
+                }
+            }
+            ProviderKind::Generic => {
+                if self.client_secret.is_none() {
+                    missing.push("GENERIC_CLIENT_SECRET");
+                }
+                let discovered = self.issuer.is_some();
+                for (name, endpoint) in [
+                    (
+                        "GENERIC_AUTHORIZATION_ENDPOINT",
+                        &self.authorization_endpoint,
+                    ),
+                    ("GENERIC_TOKEN_ENDPOINT", &self.token_endpoint),
+                    ("GENERIC_USERINFO_ENDPOINT", &self.userinfo_endpoint),
+                ] {
+                    if endpoint.is_none() && !discovered {
+                        missing.push(name);
+                    }
+                }
+            }
+        }
+        missing
     }
 
     pub(crate) fn validate(&self, p: &mut Problems) {

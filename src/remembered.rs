@@ -36,7 +36,24 @@ impl Hasher for Passthrough {
     }
 }
 
-type Shard = HashMap<u64, (Box<str>, Identity), BuildHasherDefault<Passthrough>>;
+/// What ties a remembered session to its identity-provider session, so that a back-channel
+/// logout can drop it: its `sid:`/`sub:` revocation keys and when it was issued.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Principal {
+    pub(crate) sid_key: Option<Box<str>>,
+    pub(crate) sub_key: Option<Box<str>>,
+    pub(crate) issued_at: u64,
+}
+
+impl Principal {
+    /// Whether a revocation of `key` for sessions issued at or before `before` covers it.
+    pub(crate) fn covered_by(&self, key: &str, before: u64) -> bool {
+        self.issued_at <= before
+            && (self.sid_key.as_deref() == Some(key) || self.sub_key.as_deref() == Some(key))
+    }
+}
+
+type Shard = HashMap<u64, (Box<str>, Identity, Principal), BuildHasherDefault<Passthrough>>;
 
 pub(crate) struct Remembered {
     shards: Vec<RwLock<Shard>>,
@@ -81,32 +98,35 @@ impl Remembered {
         let fp = fingerprint(token);
         let shard = Self::read(self.shard(fp));
         match shard.get(&fp) {
-            Some((stored, identity)) if **stored == *token => Some(identity.clone()),
+            Some((stored, identity, _)) if **stored == *token => Some(identity.clone()),
             _ => None,
         }
     }
 
     /// Remembers a verified token. Entries expired at `now` make room first.
-    pub(crate) fn insert(&self, token: &str, identity: Identity, now: u64) {
+    pub(crate) fn insert(&self, token: &str, identity: Identity, principal: Principal, now: u64) {
         if self.per_shard == 0 {
             return;
         }
         let fp = fingerprint(token);
         let mut shard = Self::write(self.shard(fp));
         if shard.len() >= self.per_shard && !shard.contains_key(&fp) {
-            shard.retain(|_, (_, id)| id.expires_at() > now);
+            shard.retain(|_, (_, id, _)| id.expires_at() > now);
             if shard.len() >= self.per_shard {
                 shard.clear();
             }
         }
-        shard.insert(fp, (token.into(), identity));
+        shard.insert(fp, (token.into(), identity, principal));
     }
 
     /// Forgets `token`.
     pub(crate) fn remove(&self, token: &str) {
         let fp = fingerprint(token);
         let mut shard = Self::write(self.shard(fp));
-        if shard.get(&fp).is_some_and(|(stored, _)| **stored == *token) {
+        if shard
+            .get(&fp)
+            .is_some_and(|(stored, _, _)| **stored == *token)
+        {
             shard.remove(&fp);
         }
     }
@@ -114,7 +134,15 @@ impl Remembered {
     /// Forgets every token of session `session_id`.
     pub(crate) fn remove_session(&self, session_id: &str) {
         for lock in &self.shards {
-            Self::write(lock).retain(|_, (_, id)| id.session_id() != session_id);
+            Self::write(lock).retain(|_, (_, id, _)| id.session_id() != session_id);
+        }
+    }
+
+    /// Forgets every session a revocation of `key` (a `sid:`/`sub:` key) for sessions issued at
+    /// or before `before` covers.
+    pub(crate) fn remove_principal(&self, key: &str, before: u64) {
+        for lock in &self.shards {
+            Self::write(lock).retain(|_, (_, _, p)| !p.covered_by(key, before));
         }
     }
 
@@ -146,7 +174,12 @@ mod tests {
     #[test]
     fn tokens_are_compared_in_full() {
         let r = Remembered::new(100);
-        r.insert("aaaa.bbbb.SIGNATURE", id("s1", 100), 0);
+        r.insert(
+            "aaaa.bbbb.SIGNATURE",
+            id("s1", 100),
+            Principal::default(),
+            0,
+        );
         assert_eq!(r.get("aaaa.bbbb.SIGNATURE").unwrap().session_id(), "s1");
         // Same length and tail, different body: same fingerprint, not the same token.
         assert!(r.get("xxxx.yyyy.SIGNATURE").is_none());
@@ -160,26 +193,45 @@ mod tests {
     fn bounded_and_expired_entries_make_room_first() {
         let r = Remembered::new(32);
         for i in 0..1000 {
-            r.insert(&format!("token-{i:06}"), id(&format!("s{i}"), 10), 0);
+            r.insert(
+                &format!("token-{i:06}"),
+                id(&format!("s{i}"), 10),
+                Principal::default(),
+                0,
+            );
         }
         assert!(r.len() <= 32, "{}", r.len());
         // At `now` = 20 every stored entry is expired: inserting prunes them rather than
         // emptying the shard of live ones.
-        r.insert("token-live", id("live", 100), 20);
+        r.insert("token-live", id("live", 100), Principal::default(), 20);
         assert!(r.get("token-live").is_some());
     }
 
     #[test]
     fn sessions_are_forgotten_everywhere() {
         let r = Remembered::new(100);
-        r.insert("t1-aaaaaaaa", id("s1", 100), 0);
-        r.insert("t2-bbbbbbbb", id("s1", 100), 0);
-        r.insert("t3-cccccccc", id("s2", 100), 0);
+        r.insert("t1-aaaaaaaa", id("s1", 100), Principal::default(), 0);
+        r.insert("t2-bbbbbbbb", id("s1", 100), Principal::default(), 0);
+        r.insert("t3-cccccccc", id("s2", 100), Principal::default(), 0);
         r.remove_session("s1");
         assert!(r.get("t1-aaaaaaaa").is_none() && r.get("t2-bbbbbbbb").is_none());
         assert!(r.get("t3-cccccccc").is_some());
+        let p = |sid: &str, iat: u64| Principal {
+            sid_key: Some(format!("sid:idp|{sid}").into()),
+            sub_key: Some("sub:idp|alice".into()),
+            issued_at: iat,
+        };
+        r.insert("t4-dddddddd", id("s4", 100), p("x", 10), 0);
+        r.insert("t5-eeeeeeee", id("s5", 100), p("y", 10), 0);
+        r.insert("t6-ffffffff", id("s6", 100), p("y", 30), 0);
+        r.remove_principal("sid:idp|x", 20);
+        assert!(r.get("t4-dddddddd").is_none() && r.get("t5-eeeeeeee").is_some());
+        // Issued after the bound: kept.
+        r.remove_principal("sub:idp|alice", 20);
+        assert!(r.get("t5-eeeeeeee").is_none() && r.get("t6-ffffffff").is_some());
+        assert!(r.get("t3-cccccccc").is_some());
         let none = Remembered::new(0);
-        none.insert("t", id("s", 100), 0);
+        none.insert("t", id("s", 100), Principal::default(), 0);
         assert!(none.get("t").is_none());
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 /// The service [`SsoLayer`] wraps around an inner service.
 ///
-/// Works for any request body type; its error type is the inner service's, and every rejection is
+/// Works for any `Send` request body type; its error type is the inner service's, and every rejection is
 /// an HTTP response (so axum needs no `HandleErrorLayer`).
 #[derive(Clone)]
 pub struct SsoService<S> {
@@ -60,6 +60,9 @@ impl<S> SsoService<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SsoService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    // The back-channel logout endpoint reads its form body.
+    ReqBody: http_body::Body + Send + 'static,
+    ReqBody::Data: Send,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -87,11 +90,12 @@ where
 
         // 1. The layer's own endpoints: answered here, never forwarded.
         if let Some(endpoint) = endpoints::route(&self.shared, req.method(), req.uri().path()) {
-            let (parts, _body) = req.into_parts();
-            return ResponseFuture::endpoint(endpoints::handle(
+            let (parts, body) = req.into_parts();
+            return ResponseFuture::endpoint(endpoints::handle_with_body(
                 self.shared.clone(),
                 endpoint,
                 parts,
+                body,
             ));
         }
 

@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::identity::{Identity, IdentityData, UserRole};
+use crate::remembered::Principal;
+use crate::revocation::{RevokedSession, principal_keys};
 
 /// The longest session token the gate will look at. Longer ones are refused without parsing.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -61,6 +63,17 @@ pub struct SessionClaims {
     /// Extra attributes.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub attrs: serde_json::Map<String, serde_json::Value>,
+    /// The configured name of the provider the session was logged in through (where its
+    /// back-channel logouts arrive), when it is tied to an identity-provider session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
+    /// The identity provider's session id (the id_token's `sid`), for back-channel logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The user's subject at the identity provider (the id_token's `sub`), for back-channel
+    /// logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
     /// Unique session id.
     pub jti: String,
     /// Issued at (seconds since the epoch).
@@ -155,6 +168,18 @@ pub struct NewSession {
     pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The identity-provider session a new session belongs to, so that an OpenID Connect
+/// back-channel logout from that provider can revoke it ([`SessionCodec::issue_linked`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdpSession {
+    /// The configured name of the provider ([`crate::Provider::provider_name`]).
+    pub provider: String,
+    /// The id_token's `sid`, if it had one.
+    pub sid: Option<String>,
+    /// The id_token's `sub` (the user's subject at the provider), if known.
+    pub subject: Option<String>,
+}
+
 /// Fixed fields copied into every session token (upstream UI settings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionFields {
@@ -222,6 +247,10 @@ struct RevokedSessions {
 struct RevokedInner {
     /// Session id → the instant (seconds) after which the entry is useless.
     ids: HashMap<Box<str>, u64>,
+    /// `sid:`/`sub:` key → (the instant after which the entry is useless, the sessions it
+    /// covers: those issued at or before this instant). Usually empty: the gate looks here only
+    /// when it is not.
+    principals: HashMap<Box<str>, (u64, u64)>,
     /// Prune expired entries when the set reaches this size.
     prune_at: usize,
     /// Warn when the set reaches this size.
@@ -238,6 +267,7 @@ impl RevokedSessions {
         Self {
             inner: RwLock::new(RevokedInner {
                 ids: HashMap::new(),
+                principals: HashMap::new(),
                 prune_at: Self::FIRST_PRUNE,
                 warn_at: Self::FIRST_WARNING,
             }),
@@ -248,18 +278,61 @@ impl RevokedSessions {
         let until = expires_at.saturating_add(Self::LEEWAY_SECS);
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         inner.ids.insert(session_id.into(), until);
-        if inner.ids.len() >= inner.prune_at {
+        Self::grown(&mut inner, now);
+    }
+
+    /// Revokes the sessions a `sid:`/`sub:` key covers, issued at or before `before`. A second
+    /// revocation of one key keeps the later bound.
+    fn insert_principal(&self, key: &str, before: u64, expires_at: u64, now: u64) {
+        let until = expires_at.saturating_add(Self::LEEWAY_SECS);
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let entry = inner
+            .principals
+            .entry(key.into())
+            .or_insert((until, before));
+        *entry = (entry.0.max(until), entry.1.max(before));
+        Self::grown(&mut inner, now);
+    }
+
+    /// Prunes expired entries and warns as the set grows.
+    fn grown(inner: &mut RevokedInner, now: u64) {
+        let len = inner.ids.len() + inner.principals.len();
+        if len >= inner.prune_at {
             inner.ids.retain(|_, until| *until > now);
-            inner.prune_at = (inner.ids.len() * 2).max(Self::FIRST_PRUNE);
+            inner.principals.retain(|_, (until, _)| *until > now);
+            let len = inner.ids.len() + inner.principals.len();
+            inner.prune_at = (len * 2).max(Self::FIRST_PRUNE);
         }
-        if inner.ids.len() >= inner.warn_at {
+        let len = inner.ids.len() + inner.principals.len();
+        if len >= inner.warn_at {
             tracing::warn!(
-                entries = inner.ids.len(),
-                approx_bytes = inner.ids.len() * 100,
+                entries = len,
+                approx_bytes = len * 100,
                 "the in-process set of revoked sessions is large (every entry is kept until its session expires); shorter sessions keep it smaller"
             );
             inner.warn_at = inner.warn_at.saturating_mul(2);
         }
+    }
+
+    /// Whether a session with id `session_id` and `principal` (its `sid:`/`sub:` keys and issue
+    /// time) is revoked.
+    fn refuses(&self, session_id: &str, principal: &Principal) -> bool {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        if inner.ids.contains_key(session_id) {
+            return true;
+        }
+        if inner.principals.is_empty() {
+            return false;
+        }
+        [&principal.sid_key, &principal.sub_key]
+            .into_iter()
+            .flatten()
+            .any(|key| {
+                inner
+                    .principals
+                    .get(key)
+                    .is_some_and(|&(_, before)| principal.issued_at <= before)
+            })
     }
 
     fn contains(&self, session_id: &str) -> bool {
@@ -337,7 +410,7 @@ impl SessionCodec {
 
     /// Issues a session token for `session`. Returns the token and the identity it stands for.
     pub fn issue(&self, session: NewSession) -> Result<(String, Identity), IssueError> {
-        self.issue_with(session, None, self.inner.ttl)
+        self.issue_with(session, None, self.inner.ttl, None)
     }
 
     /// Like [`issue`](Self::issue), with `key` as the token's `key` field (the credential the
@@ -348,7 +421,7 @@ impl SessionCodec {
         session: NewSession,
         key: Option<String>,
     ) -> Result<(String, Identity), IssueError> {
-        self.issue_with(session, key, self.inner.ttl)
+        self.issue_with(session, key, self.inner.ttl, None)
     }
 
     /// Issues a session token lasting `ttl` instead of the configured duration (the CLI login's
@@ -358,15 +431,34 @@ impl SessionCodec {
         session: NewSession,
         ttl: Duration,
     ) -> Result<(String, Identity), IssueError> {
-        self.issue_with(session, None, ttl)
+        self.issue_with(session, None, ttl, None)
     }
 
-    fn issue_with(
+    /// Issues a session token for `session`, tied to the identity-provider session `idp` (its
+    /// `sid` and subject go into the token, so a back-channel logout from that provider revokes
+    /// it). Returns the token and the identity it stands for.
+    pub fn issue_linked(
+        &self,
+        session: NewSession,
+        idp: Option<IdpSession>,
+    ) -> Result<(String, Identity), IssueError> {
+        self.issue_with(session, None, self.inner.ttl, idp)
+    }
+
+    /// The general form: an optional UI `key`, a lifetime, an optional provider session.
+    pub(crate) fn issue_with(
         &self,
         session: NewSession,
         key: Option<String>,
         ttl: Duration,
+        idp: Option<IdpSession>,
     ) -> Result<(String, Identity), IssueError> {
+        let (idp, sid, sub) = match idp {
+            Some(i) if i.sid.is_some() || i.subject.is_some() => {
+                (Some(i.provider), i.sid, i.subject)
+            }
+            _ => (None, None, None),
+        };
         let now = self.inner.clock.now();
         let exp = now.saturating_add(ttl.as_secs());
         let jti = crate::random::token(24);
@@ -386,6 +478,9 @@ impl SessionCodec {
             teams: session.team_ids,
             provider: session.provider,
             attrs: session.attributes,
+            idp,
+            sid,
+            sub,
             jti,
             iat: now,
             exp,
@@ -429,14 +524,21 @@ impl SessionCodec {
         if claims.exp <= now {
             return Err(SessionError::Expired);
         }
-        if self.inner.revoked.contains(&claims.jti) {
+        let principal = principal_of(&claims);
+        if self.inner.revoked.refuses(&claims.jti, &principal) {
             return Err(SessionError::Revoked);
         }
         let identity = identity_from(claims);
-        self.inner.verified.insert(token, identity.clone(), now);
+        self.inner
+            .verified
+            .insert(token, identity.clone(), principal.clone(), now);
         // A logout that ran between the check above and the insert may have missed this entry:
         // look again now that it is visible (revoke inserts first, then invalidates).
-        if self.inner.revoked.contains(identity.session_id()) {
+        if self
+            .inner
+            .revoked
+            .refuses(identity.session_id(), &principal)
+        {
             self.inner.verified.remove(token);
             return Err(SessionError::Revoked);
         }
@@ -453,9 +555,41 @@ impl SessionCodec {
         self.inner.verified.remove_session(session_id);
     }
 
+    /// Applies a revocation in this process: a session id, or every session of an
+    /// identity-provider session or subject issued up to a bound (see [`RevokedSession`]).
+    /// Remembered sessions it covers are dropped, so the next request verifies them again.
+    pub fn apply(&self, revocation: &RevokedSession) {
+        if !revocation.is_principal() {
+            return self.revoke(&revocation.session_id, revocation.expires_at);
+        }
+        let before = revocation.issued_before.unwrap_or(u64::MAX);
+        self.inner.revoked.insert_principal(
+            &revocation.session_id,
+            before,
+            revocation.expires_at,
+            self.inner.clock.now(),
+        );
+        self.inner
+            .verified
+            .remove_principal(&revocation.session_id, before);
+    }
+
     /// Whether a session id has been revoked in this process.
     pub fn is_revoked(&self, session_id: &str) -> bool {
         self.inner.revoked.contains(session_id)
+    }
+}
+
+/// The `sid:`/`sub:` revocation keys and issue time of a session.
+fn principal_of(claims: &SessionClaims) -> Principal {
+    let Some(idp) = claims.idp.as_deref() else {
+        return Principal::default();
+    };
+    let (sid_key, sub_key) = principal_keys(idp, claims.sid.as_deref(), claims.sub.as_deref());
+    Principal {
+        sid_key: sid_key.map(String::into_boxed_str),
+        sub_key: sub_key.map(String::into_boxed_str),
+        issued_at: claims.iat,
     }
 }
 
@@ -739,6 +873,70 @@ mod tests {
         c.verify(&token).unwrap();
         c.revoke(id.session_id(), id.expires_at());
         assert_eq!(c.verify(&token), Err(SessionError::Revoked));
+    }
+
+    #[test]
+    fn idp_session_and_subject_revocations_hold_for_sessions_issued_up_to_the_bound() {
+        let clock = Clock::manual();
+        let c = codec(clock.clone());
+        let idp = |sid: &str| {
+            Some(IdpSession {
+                provider: "okta".into(),
+                sid: Some(sid.into()),
+                subject: Some("alice-sub".into()),
+            })
+        };
+        let (s1, _) = c.issue_linked(alice(), idp("sid-1")).unwrap();
+        let (s2, _) = c.issue_linked(alice(), idp("sid-2")).unwrap();
+        let (plain, _) = c.issue(alice()).unwrap();
+        // A fresh codec (another instance) and this one, warm.
+        let other = codec(clock.clone());
+        for t in [&s1, &s2, &plain] {
+            c.verify(t).unwrap();
+        }
+        let now = clock.now();
+        let by_sid = RevokedSession::idp_session("okta", "sid-1", now, now + 3600);
+        c.apply(&by_sid);
+        other.apply(&by_sid);
+        for codec in [&c, &other] {
+            assert_eq!(codec.verify(&s1), Err(SessionError::Revoked));
+            assert!(codec.verify(&s2).is_ok() && codec.verify(&plain).is_ok());
+        }
+        // Same sid at another provider: untouched.
+        let (elsewhere, _) = c
+            .issue_linked(
+                alice(),
+                Some(IdpSession {
+                    provider: "google".into(),
+                    sid: Some("sid-1".into()),
+                    subject: None,
+                }),
+            )
+            .unwrap();
+        assert!(c.verify(&elsewhere).is_ok());
+        // By subject: every session of it issued up to the bound; a later login works.
+        let by_sub = RevokedSession::idp_subject("okta", "alice-sub", now, now + 3600);
+        c.apply(&by_sub);
+        assert_eq!(c.verify(&s2), Err(SessionError::Revoked));
+        assert!(c.verify(&plain).is_ok());
+        clock.advance(1);
+        let (later, _) = c.issue_linked(alice(), idp("sid-1")).unwrap();
+        assert!(c.verify(&later).is_ok());
+        assert!(other.verify(&later).is_ok());
+        // The claims carry the provider session.
+        let claims: serde_json::Value = jsonwebtoken::dangerous::insecure_decode(&later)
+            .unwrap()
+            .claims;
+        assert_eq!(claims["idp"], "okta");
+        assert_eq!(claims["sid"], "sid-1");
+        assert_eq!(claims["sub"], "alice-sub");
+        assert!(
+            jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(&plain)
+                .unwrap()
+                .claims
+                .get("sid")
+                .is_none()
+        );
     }
 
     #[test]

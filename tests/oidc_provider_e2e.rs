@@ -323,3 +323,71 @@ async fn fixture_self_check_code_flow_with_pkce() {
         "authorize without PKCE must fail: {refused}"
     );
 }
+
+/// Back-Channel Logout 1.0 with the provider's `backchannelLogout` feature: the layer is
+/// served on a loopback port registered as the client's `backchannel_logout_uri`; the user
+/// logs in, then ends the session at the provider (its logout form, confirmed); the provider
+/// posts a logout token to the layer, which revokes the session.
+#[tokio::test]
+async fn ending_the_session_at_the_provider_logs_the_user_out() {
+    // The layer's own listener, for the provider's server-to-server POST.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let port = listener.local_addr().expect("local address").port();
+    let backchannel_uri = format!("http://127.0.0.1:{port}/sso/backchannel-logout");
+    let Some(provider) =
+        oidc_provider::start_with_backchannel_logout(&callback_url(), Some(&backchannel_uri))
+            .await
+            .expect("start the oidc-provider fixture")
+    else {
+        return;
+    };
+    let (layer, app) = app_for(&provider);
+    let router = axum::Router::new()
+        .fallback(|| async { "inner service" })
+        .layer(layer.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let start = start_login(&app, "/sso/key/generate").await;
+    let (callback, jar) =
+        oidc_provider::browser_login_keeping_cookies(&start.authorize_url, layer.callback_url())
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nprovider stderr:\n{}", provider.stderr_tail()));
+    let res = finish_login(&app, &callback, Some(&start.flow_cookie)).await;
+    let token = assert_logged_in(&res, "/ui/?login=success", &provider);
+    let whoami = |token: String| {
+        let app = app.clone();
+        async move {
+            send(
+                &app,
+                get("/whoami", &[("cookie", &format!("token={token}"))]),
+            )
+            .await
+            .status()
+        }
+    };
+    assert_eq!(whoami(token.clone()).await, StatusCode::OK);
+    // The session remembers the provider's session id.
+    let payload = token.split('.').nth(1).expect("JWT payload");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url"))
+            .expect("JSON claims");
+    assert!(
+        claims["sid"].as_str().is_some_and(|s| !s.is_empty()),
+        "{claims}"
+    );
+    assert_eq!(claims["sub"], oidc_provider::USER_SUB);
+
+    // The provider answers the confirmation only after its back-channel requests settled.
+    oidc_provider::end_session(&provider.issuer, &jar)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nprovider stderr:\n{}", provider.stderr_tail()));
+    let stderr = provider.stderr_tail();
+    assert!(
+        stderr.contains("backchannel.success"),
+        "the provider's logout token was not accepted:\n{stderr}"
+    );
+    assert_eq!(whoami(token).await, StatusCode::UNAUTHORIZED);
+    server.abort();
+}

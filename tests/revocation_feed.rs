@@ -21,10 +21,7 @@ fn feed(cache: &RedisVerifierCache) -> RevocationFeed {
 }
 
 fn revoked(sid: &str, expires_at: u64) -> RevokedSession {
-    RevokedSession {
-        session_id: sid.into(),
-        expires_at,
-    }
+    RevokedSession::session(sid, expires_at)
 }
 
 async fn publish(feed: &RevocationFeed, session: RevokedSession) {

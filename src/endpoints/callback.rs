@@ -71,6 +71,8 @@ pub(super) struct Verified<'a> {
     pub(super) claims: Map<String, Value>,
     /// What the provider-specific step leaves for after the access policy.
     pub(super) provider_outcome: crate::providers::ProviderOutcome,
+    /// The id_token's `sid` (the provider's session, for back-channel logout).
+    pub(super) id_sid: Option<String>,
 }
 
 /// Steps 1 to 8: the browser binding, the single-use state, the code redeemed, the id_token and
@@ -175,6 +177,7 @@ pub(super) async fn verify<'a>(
     // 6. The id_token: verified when the provider's keys are known.
     let mut claims: Map<String, Value> = Map::new();
     let mut id_sub: Option<String> = None;
+    let mut id_sid: Option<String> = None;
     // The id_token's own claims, kept apart from the profile merged in below: Microsoft's
     // tenant and app roles and Google's hosted domain are read from them only.
     let mut id_token_claims: Map<String, Value> = Map::new();
@@ -195,6 +198,11 @@ pub(super) async fn verify<'a>(
         };
         id_sub = id_claims
             .get("sub")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        // For back-channel logout: the provider's session this login belongs to.
+        id_sid = id_claims
+            .get("sid")
             .and_then(Value::as_str)
             .map(str::to_owned);
         if config.kind() != ProviderKind::Generic {
@@ -281,6 +289,7 @@ pub(super) async fn verify<'a>(
         user_id,
         claims,
         provider_outcome,
+        id_sid,
     })
 }
 
@@ -297,6 +306,7 @@ async fn run(
         user,
         claims,
         provider_outcome,
+        id_sid,
         ..
     } = verify(shared, provider_index, parts, false).await?;
     let origin = super::complete::LoginOrigin {
@@ -305,6 +315,7 @@ async fn run(
         source: crate::hooks::LoginSource::IdentityProvider,
         return_to: record.return_to.clone(),
         provider_outcome,
+        idp_sid: id_sid,
     };
     // A CLI login: the session waits in the verifier cache for the CLI's poll; this browser gets
     // a page saying so, and no session.

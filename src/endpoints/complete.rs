@@ -15,7 +15,7 @@ use crate::hooks::{
 use crate::identity::{Identity, SsoUser, UserRole};
 use crate::layer::Shared;
 use crate::policy::UiAccessMode;
-use crate::session::{IssueError, NewSession};
+use crate::session::{IdpSession, IssueError, NewSession};
 use crate::store::{NewUserDefaults, UserRecord};
 
 /// Where a login comes from.
@@ -32,6 +32,9 @@ pub(crate) struct LoginOrigin<'a> {
     /// What the provider-specific step leaves for after the access policy (Microsoft's
     /// service-principal teams to create).
     pub(crate) provider_outcome: crate::providers::ProviderOutcome,
+    /// The provider's session (the id_token's `sid`), so a back-channel logout revokes this
+    /// login's session.
+    pub(crate) idp_sid: Option<String>,
 }
 
 /// Finishes a browser login for `user`, whose `claims` (bearer credentials removed) an IdP or a
@@ -206,7 +209,7 @@ pub(crate) async fn accept_login(
     // 5. The session.
     let (token, identity) = shared
         .sessions
-        .issue_with_key(
+        .issue_with(
             NewSession {
                 user_id: record_user.user_id.clone(),
                 email,
@@ -217,6 +220,12 @@ pub(crate) async fn accept_login(
                 attributes: user.extra.clone(),
             },
             ui_key,
+            shared.sessions.ttl(),
+            Some(IdpSession {
+                provider: origin.provider.to_owned(),
+                sid: origin.idp_sid.clone(),
+                subject: user.subject.clone(),
+            }),
         )
         .map_err(|e| match e {
             IssueError::TooLarge { .. } => {

@@ -74,6 +74,7 @@ async fn sign_in(
             source: LoginSource::TrustedProxy,
             return_to,
             provider_outcome: Default::default(),
+            idp_sid: None,
         },
     )
     .await?;

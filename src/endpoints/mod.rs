@@ -16,6 +16,7 @@ use crate::rate_limit::Action;
 use crate::session::{SessionError, session_token};
 
 mod admin_ui;
+mod backchannel;
 mod callback;
 mod cli;
 mod complete;
@@ -47,6 +48,9 @@ pub(crate) enum Endpoint {
     UiSettings,
     Readiness,
     Logout,
+    /// The back-channel logout of the provider at this index (answered with its body by
+    /// [`handle_with_body`], never by [`handle`]).
+    BackchannelLogout(usize),
     /// A path under the prefix that is not an endpoint, or a method the endpoint does not take.
     NotFound,
     MethodNotAllowed,
@@ -88,6 +92,12 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str) -> Option<Endp
                 Some(i) => Endpoint::DebugCallback(i),
                 None => return Some(Endpoint::NotFound),
             }
+        }
+        other if other.starts_with("/backchannel-logout") => {
+            if let Some(e) = backchannel::route(shared, method, other) {
+                return Some(e);
+            }
+            return Some(Endpoint::NotFound);
         }
         "/get/ui_settings" => Endpoint::UiSettings,
         "/readiness" => Endpoint::Readiness,
@@ -138,7 +148,9 @@ pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> E
             Endpoint::UiSettings => settings::ui_settings(&shared, &parts),
             Endpoint::Readiness => settings::readiness(&shared, &parts).await,
             Endpoint::Logout => logout::logout(&shared, &parts).await,
-            Endpoint::NotFound => Err(SsoError::not_found("no such SSO endpoint")),
+            Endpoint::NotFound | Endpoint::BackchannelLogout(_) => {
+                Err(SsoError::not_found("no such SSO endpoint"))
+            }
             Endpoint::MethodNotAllowed => Err(SsoError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -147,6 +159,24 @@ pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> E
         };
         result.unwrap_or_else(SsoError::into_response)
     })
+}
+
+/// Answers an endpoint that reads the request body (the back-channel logout); every other
+/// endpoint goes to [`handle`].
+pub(crate) fn handle_with_body<B>(
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    parts: Parts,
+    body: B,
+) -> EndpointFuture
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
+    match endpoint {
+        Endpoint::BackchannelLogout(index) => backchannel::handle(shared, index, parts, body),
+        other => handle(shared, other, parts),
+    }
 }
 
 /// Takes a token from the client's bucket for a login start, a callback or a CLI poll; a 429

@@ -7,6 +7,8 @@
 //! | `LITELLM_UI_SESSION_DURATION` | session lifetime: `24h` (default), `30m`, `7d`, seconds |
 //! | `SERVER_ROOT_PATH` | path prefix the service is mounted at |
 //! | `PROXY_LOGOUT_URL` | where logout redirects |
+//! | `LITELLM_UI_API_DOC_BASE_URL` | reported by `GET /sso/get/ui_settings` (see [`crate::UiSettings`]) |
+//! | `PROXY_DEFAULT_TEAM_DISABLED` | `true` to report `DEFAULT_TEAM_DISABLED: true` in the UI settings |
 //! | `ALLOWED_EMAIL_DOMAINS` | comma-separated e-mail domains allowed to log in |
 //! | `PROXY_ADMIN_ID` | user id promoted to `proxy_admin` at login, once that user is bound to the login's IdP subject (see the README's security notes); with several providers, ids from all but the first are `"<provider name>:<id>"` |
 //! | `UI_ACCESS_MODE` | `admin_only`, or a JSON `restricted_sso_group` object |
@@ -160,6 +162,11 @@ impl SsoLayerBuilder {
         if let Some(u) = env.get("PROXY_LOGOUT_URL") {
             b = b.logout_url(u);
         }
+        b = b.ui_settings(crate::UiSettings {
+            api_doc_base_url: env.get("LITELLM_UI_API_DOC_BASE_URL"),
+            default_team_disabled: env.flag("PROXY_DEFAULT_TEAM_DISABLED", false),
+            ..crate::UiSettings::default()
+        });
         let mut policy = AccessPolicy {
             allowed_email_domains: AccessPolicy::parse_domains(
                 &env.get("ALLOWED_EMAIL_DOMAINS").unwrap_or_default(),

@@ -62,7 +62,7 @@ pub(crate) fn check_unverified_id_token(
 
 /// The 401 every ID token rejection becomes: `id_token rejected: <reason>`.
 pub(crate) fn rejected(reason: &str) -> SsoError {
-    SsoError::unauthorized(format!("id_token rejected: {reason}"))
+    SsoError::unauthorized(format!("{REJECTED_PREFIX}{reason}"))
 }
 
 /// Verifies `token` (signature with the provider's keys, then the claims) and returns its
@@ -75,25 +75,58 @@ pub(crate) async fn verify_id_token(
     token: &str,
     check: &IdTokenCheck<'_>,
 ) -> Result<Map<String, Value>, SsoError> {
+    let (_, claims) = verify_signature(jwks, token).await.map_err(|e| match e {
+        SignatureError::Rejected(reason) => rejected(reason),
+        SignatureError::Unavailable(e) => e,
+    })?;
+    check_claims(&claims, check)?;
+    Ok(claims)
+}
+
+/// Why a token's signature was not accepted.
+#[derive(Debug)]
+pub(crate) enum SignatureError {
+    /// Refused, for this reason (which never quotes the token).
+    Rejected(&'static str),
+    /// The provider's keys could not be fetched (502).
+    Unavailable(SsoError),
+}
+
+/// Verifies the signature of `token` with the provider's keys (refetched once, rate limited,
+/// on an unknown `kid`), allowing only [`ALLOWED_ALGORITHMS`]; returns its header and claims,
+/// none of which is checked yet.
+pub(crate) async fn verify_signature(
+    jwks: &JwksCache,
+    token: &str,
+) -> Result<(jsonwebtoken::Header, Map<String, Value>), SignatureError> {
+    use SignatureError::Rejected;
     // jsonwebtoken cannot parse `alg: none` (or names it does not know) into a header, so the
     // raw `alg` is read first to give a precise reason.
     match raw_alg(token).as_deref() {
-        None => return Err(rejected("malformed token")),
+        None => return Err(Rejected("malformed token")),
         Some(alg) if alg.eq_ignore_ascii_case("none") => {
-            return Err(rejected("unsigned token (alg none) refused"));
+            return Err(Rejected("unsigned token (alg none) refused"));
         }
-        Some(alg) if alg.starts_with("HS") => return Err(rejected("symmetric algorithm refused")),
+        Some(alg) if alg.starts_with("HS") => return Err(Rejected("symmetric algorithm refused")),
         Some(_) => {}
     }
     let header = jsonwebtoken::decode_header(token)
-        .map_err(|_| rejected("algorithm not allowed or malformed header"))?;
+        .map_err(|_| Rejected("algorithm not allowed or malformed header"))?;
     if !ALLOWED_ALGORITHMS.contains(&header.alg) {
-        return Err(rejected("algorithm not allowed"));
+        return Err(Rejected("algorithm not allowed"));
     }
-    let (key, alg) = jwks.decoding_key(&header).await?;
+    let (key, alg) = jwks.decoding_key(&header).await.map_err(|e| {
+        // The key cache answers in id_token terms: keep only the reason of a refusal.
+        match e.message().strip_prefix(REJECTED_PREFIX) {
+            Some(_) if e.status() == http::StatusCode::UNAUTHORIZED => {
+                Rejected(key_refusal(e.message()))
+            }
+            _ => SignatureError::Unavailable(e),
+        }
+    })?;
 
     // Signature and algorithm only: jsonwebtoken checks times against the system clock with
-    // its own leeway, and requires only `exp`, so every claim is checked below instead.
+    // its own leeway, and requires only `exp`, so every claim is checked by the caller.
     let mut validation = Validation::new(alg);
     validation.required_spec_claims = HashSet::new();
     validation.validate_exp = false;
@@ -102,7 +135,7 @@ pub(crate) async fn verify_id_token(
     validation.leeway = 0;
     let data =
         jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| {
-            rejected(match e.kind() {
+            Rejected(match e.kind() {
                 ErrorKind::InvalidSignature => "bad signature",
                 ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => {
                     "signing key does not match the algorithm"
@@ -110,8 +143,19 @@ pub(crate) async fn verify_id_token(
                 _ => "malformed token",
             })
         })?;
-    check_claims(&data.claims, check)?;
-    Ok(data.claims)
+    Ok((header, data.claims))
+}
+
+const REJECTED_PREFIX: &str = "id_token rejected: ";
+
+/// The reasons the key cache refuses a token with, as static text.
+fn key_refusal(message: &str) -> &'static str {
+    match message.strip_prefix(REJECTED_PREFIX) {
+        Some("algorithm not allowed") => "algorithm not allowed",
+        Some("unknown signing key") => "unknown signing key",
+        Some("no kid and several signing keys fit") => "no kid and several signing keys fit",
+        _ => "no usable signing key",
+    }
 }
 
 /// The header's `alg`, read without any validation; `None` if the header is not readable.
@@ -123,7 +167,7 @@ fn raw_alg(token: &str) -> Option<String> {
 }
 
 /// A NumericDate: a non-negative JSON number (fractions are rounded down).
-fn numeric_date(v: &Value) -> Option<u64> {
+pub(crate) fn numeric_date(v: &Value) -> Option<u64> {
     if let Some(n) = v.as_u64() {
         return Some(n);
     }

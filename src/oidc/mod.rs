@@ -22,6 +22,7 @@ use crate::http::{HttpClient, HttpError, HttpRequest, HttpResponse};
 mod discovery;
 pub(crate) mod id_token;
 pub(crate) mod jwks;
+pub(crate) mod logout_token;
 pub(crate) mod token;
 pub(crate) mod userinfo;
 

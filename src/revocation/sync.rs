@@ -87,9 +87,7 @@ impl RevocationSync {
     /// interval (or, if the feed is down, within one interval of its return).
     pub(crate) async fn revoke(&self, session: RevokedSession) {
         self.ensure_started();
-        self.state
-            .sessions
-            .revoke(&session.session_id, session.expires_at);
+        self.state.sessions.apply(&session);
         if let Err(e) = self.state.publish(session.clone()).await {
             tracing::warn!(error = %e, "revocation not published yet: retried at the next sync");
             self.state.queue(vec![session]);
@@ -164,7 +162,7 @@ impl State {
             };
             let now = self.clock.now();
             for s in sessions.iter().filter(|s| s.expires_at > now) {
-                self.sessions.revoke(&s.session_id, s.expires_at);
+                self.sessions.apply(s);
             }
             *self.cursor.lock().unwrap_or_else(PoisonError::into_inner) = cursor;
             if !more {
@@ -272,10 +270,7 @@ mod tests {
                 attributes: serde_json::Map::new(),
             })
             .unwrap();
-        let revoked = RevokedSession {
-            session_id: id.session_id().to_owned(),
-            expires_at: id.expires_at(),
-        };
+        let revoked = RevokedSession::session(id.session_id(), id.expires_at());
         (token, revoked)
     }
 

@@ -75,6 +75,8 @@ pub(super) enum JwtShape {
     BadSignature,
     /// `alg: none` and an empty signature.
     AlgNone,
+    /// RS256 with the key's `kid` and `typ: logout+jwt` (a back-channel logout token).
+    LogoutToken,
 }
 
 /// Builds a compact JWS over `claims`.
@@ -84,6 +86,9 @@ pub(super) fn jwt(key: &SigningKey, claims: &Value, shape: JwtShape) -> Option<S
             serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": key.kid})
         }
         JwtShape::NoKid => serde_json::json!({"alg": "RS256", "typ": "JWT"}),
+        JwtShape::LogoutToken => {
+            serde_json::json!({"alg": "RS256", "typ": "logout+jwt", "kid": key.kid})
+        }
         JwtShape::UnknownKid => {
             serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": "unknown-kid-not-in-jwks"})
         }

@@ -44,6 +44,10 @@
 //!
 //! [`Misbehaviour::GraphError`] fails the two listings (not `/me`);
 //! [`Misbehaviour::TenantIssuerMismatch`] forges the id_token's `iss`/`tid` pair.
+//!
+//! Each signed-in user has a provider session: its id_tokens carry a `sid`, the same for every
+//! login until [`MockIdp::logout_token`] ends it and hands back the back-channel logout token a
+//! provider would post (the test delivers it to `/sso/backchannel-logout`).
 
 mod crypto;
 mod entra;
@@ -479,6 +483,7 @@ impl MockIdpBuilder {
                 requests: Vec::new(),
                 issued: Issued::default(),
                 graph: entra::GraphState::default(),
+                sessions: HashMap::new(),
             }),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -601,6 +606,50 @@ impl MockIdp {
     /// The `kid` of the current signing key.
     pub fn current_kid(&self) -> String {
         self.shared.lock().key.kid.clone()
+    }
+
+    /// Ends `sub`'s session at the provider and returns the logout token an OpenID Connect
+    /// Back-Channel Logout 1.0 provider would post to the client's `backchannel_logout_uri`
+    /// (form field `logout_token`): RS256 with the current key, `typ: logout+jwt`, `iss`, `aud`
+    /// (the client), `iat`, `exp` (two minutes), a fresh `jti`, the
+    /// `http://schemas.openid.net/event/backchannel-logout` event, `sub`, and the `sid` that
+    /// user's id_tokens carried. `None` when the user has no session (never signed in, or
+    /// already logged out). The next login gets a new `sid`.
+    ///
+    /// It does not post the token itself: the test sends it where it likes (with `oneshot`, say).
+    pub fn logout_token(&self, sub: &str) -> Option<String> {
+        let (sid, key) = {
+            let mut state = self.shared.lock();
+            (state.sessions.remove(sub)?, state.key.clone())
+        };
+        let now = server::unix_now();
+        let claims = serde_json::json!({
+            "iss": self.shared.issuer,
+            "aud": self.shared.client_id,
+            "iat": now,
+            "exp": now + 120,
+            "jti": crypto::random_token(16)?,
+            "sub": sub,
+            "sid": sid,
+            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+        });
+        self.sign_logout_token(&claims, &key)
+    }
+
+    /// Signs `claims` as a logout token (RS256, current key, `typ: logout+jwt`) exactly as
+    /// given: for tests of malformed logout tokens.
+    pub fn sign_logout_claims(&self, claims: &Value) -> Option<String> {
+        let key = self.shared.lock().key.clone();
+        self.sign_logout_token(claims, &key)
+    }
+
+    fn sign_logout_token(&self, claims: &Value, key: &SigningKey) -> Option<String> {
+        crypto::jwt(key, claims, crypto::JwtShape::LogoutToken)
+    }
+
+    /// The provider session (`sid`) `sub` is signed in with, if any.
+    pub fn session_id(&self, sub: &str) -> Option<String> {
+        self.shared.lock().sessions.get(sub).cloned()
     }
 
     /// Every request received so far, in order (method and path only).
@@ -789,6 +838,9 @@ struct State {
     requests: Vec<RecordedRequest>,
     issued: Issued,
     graph: entra::GraphState,
+    /// The provider session (`sid`) of each signed-in user, by `sub`: the same for every login
+    /// until [`MockIdp::logout_token`] ends it.
+    sessions: HashMap<String, String>,
 }
 
 /// What an authorization code stands for.

@@ -206,6 +206,9 @@ fn discovery(shared: &Shared, m: &Misbehaviour) -> Resp {
             "userinfo_endpoint": format!("{iss}/userinfo"),
             "jwks_uri": format!("{iss}/jwks"),
             "end_session_endpoint": format!("{iss}/logout"),
+            // Logout tokens are minted on request (`MockIdp::logout_token`), not posted.
+            "backchannel_logout_supported": true,
+            "backchannel_logout_session_supported": true,
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code"],
@@ -216,7 +219,7 @@ fn discovery(shared: &Shared, m: &Misbehaviour) -> Resp {
             "authorization_response_iss_parameter_supported": shared.iss_parameter,
             "scopes_supported": ["openid", "email", "profile", "groups"],
             "claims_supported": [
-                "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp",
+                "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "sid",
                 "email", "email_verified", "preferred_username", "name", "groups", "role",
             ],
         }),
@@ -674,6 +677,16 @@ fn id_token(
     claims.insert("aud".into(), json!(shared.client_id));
     claims.insert("iat".into(), json!(now));
     claims.insert("auth_time".into(), json!(now));
+    // The provider session: one per signed-in user, until a back-channel logout ends it.
+    let sid = {
+        let mut state = shared.lock();
+        state
+            .sessions
+            .entry(user.sub.clone())
+            .or_insert_with(|| crypto::random_token(16).unwrap_or_default())
+            .clone()
+    };
+    claims.insert("sid".into(), json!(sid));
     claims.insert("exp".into(), json!(now + ID_TOKEN_TTL_SECS));
     claims.remove("nonce");
     claims.remove("azp");
@@ -1145,7 +1158,7 @@ fn is_b64url_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

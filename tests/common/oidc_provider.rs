@@ -97,6 +97,16 @@ fn unavailable(reason: String) -> Result<Option<NodeOidcProvider>, String> {
 /// when `node` or `tests/oidc-provider/node_modules` is missing and CI is not `"true"`;
 /// under `CI=true` a missing tool is an `Err` (the test must fail).
 pub async fn start(redirect_uri: &str) -> Result<Option<NodeOidcProvider>, String> {
+    start_with_backchannel_logout(redirect_uri, None).await
+}
+
+/// [`start`], with the `backchannelLogout` feature on when `backchannel_logout_uri` is given:
+/// the client registers it (`backchannel_logout_session_required`), and [`end_session`] makes
+/// the provider post a logout token there.
+pub async fn start_with_backchannel_logout(
+    redirect_uri: &str,
+    backchannel_logout_uri: Option<&str>,
+) -> Result<Option<NodeOidcProvider>, String> {
     let dir = fixture_dir();
     let package = dir.join("node_modules/oidc-provider/package.json");
     if !package.is_file() {
@@ -119,6 +129,10 @@ pub async fn start(redirect_uri: &str) -> Result<Option<NodeOidcProvider>, Strin
         .env("USER_EMAIL", USER_EMAIL)
         .env("USER_NAME", USER_NAME)
         .env("USER_USERNAME", USER_USERNAME)
+        .env(
+            "BACKCHANNEL_LOGOUT_URI",
+            backchannel_logout_uri.unwrap_or_default(),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -218,12 +232,97 @@ fn lock_text(text: &Mutex<String>) -> String {
 /// points at `redirect_uri`'s origin+path; returns that full location (absolute, with
 /// `code`, `state`, `iss`). Bounded to 20 hops and 10 s.
 pub async fn browser_login(authorize_url: &str, redirect_uri: &str) -> Result<String, String> {
-    tokio::time::timeout(LOGIN_TIMEOUT, follow_login(authorize_url, redirect_uri))
+    browser_login_keeping_cookies(authorize_url, redirect_uri)
         .await
-        .map_err(|_| format!("browser_login did not finish within {LOGIN_TIMEOUT:?}"))?
+        .map(|(location, _)| location)
 }
 
-async fn follow_login(authorize_url: &str, redirect_uri: &str) -> Result<String, String> {
+/// The provider's cookies a browser holds (its session at the provider).
+pub type CookieJar = Vec<(String, String)>;
+
+/// [`browser_login`], also returning the provider's cookies, for [`end_session`].
+pub async fn browser_login_keeping_cookies(
+    authorize_url: &str,
+    redirect_uri: &str,
+) -> Result<(String, CookieJar), String> {
+    let mut jar = CookieJar::new();
+    let location = tokio::time::timeout(
+        LOGIN_TIMEOUT,
+        follow_login(authorize_url, redirect_uri, &mut jar),
+    )
+    .await
+    .map_err(|_| format!("browser_login did not finish within {LOGIN_TIMEOUT:?}"))??;
+    Ok((location, jar))
+}
+
+/// Ends the browser's session at the provider as a user would: `GET /session/end` shows the
+/// logout form, which is confirmed ("Yes, sign me out": `xsrf` and `logout=yes` posted to
+/// `/session/end/confirm`). With the `backchannelLogout` feature on, the provider posts the
+/// logout token to the client's `backchannel_logout_uri` before it answers the confirmation.
+pub async fn end_session(issuer: &str, jar: &CookieJar) -> Result<(), String> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let cookies: Vec<String> = jar.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let cookie = cookies.join("; ");
+    let form_url = format!("{issuer}/session/end");
+    let request = http::Request::get(&form_url)
+        .header(http::header::COOKIE, &cookie)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| format!("GET {form_url} failed: {e}"))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let page = String::from_utf8_lossy(&body).into_owned();
+    if status != http::StatusCode::OK {
+        return Err(format!("GET {form_url} answered {status}: {page}"));
+    }
+    let attribute = |html: &str, after: &str, name: &str| -> Option<String> {
+        let rest = &html[html.find(after)?..];
+        let start = rest.find(&format!("{name}=\""))? + name.len() + 2;
+        let end = rest[start..].find('"')?;
+        Some(rest[start..start + end].to_owned())
+    };
+    let action =
+        attribute(&page, "<form", "action").ok_or_else(|| format!("no logout form in {page}"))?;
+    let xsrf = attribute(&page, "name=\"xsrf\"", "value")
+        .ok_or_else(|| format!("no xsrf field in {page}"))?;
+    let confirm_url = Url::parse(issuer)
+        .and_then(|u| u.join(&action))
+        .map_err(|e| format!("bad logout form action {action:?}: {e}"))?;
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("xsrf", &xsrf)
+        .append_pair("logout", "yes")
+        .finish();
+    let request = http::Request::post(confirm_url.as_str())
+        .header(http::header::COOKIE, &cookie)
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(Full::new(Bytes::from(form)))
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| format!("POST {confirm_url} failed: {e}"))?;
+    if !response.status().is_redirection() && response.status() != http::StatusCode::OK {
+        return Err(format!("POST {confirm_url} answered {}", response.status()));
+    }
+    Ok(())
+}
+
+async fn follow_login(
+    authorize_url: &str,
+    redirect_uri: &str,
+    jar: &mut CookieJar,
+) -> Result<String, String> {
     let target = Url::parse(redirect_uri)
         .map_err(|e| format!("invalid redirect_uri {redirect_uri:?}: {e}"))?;
     let mut url = Url::parse(authorize_url)
@@ -233,7 +332,6 @@ async fn follow_login(authorize_url: &str, redirect_uri: &str) -> Result<String,
     }
     let provider_origin = url.origin();
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut jar: Vec<(String, String)> = Vec::new();
 
     for hop in 0..LOGIN_MAX_HOPS {
         let mut request = http::Request::get(url.as_str());

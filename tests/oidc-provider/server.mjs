@@ -10,6 +10,9 @@
 //   USER_EMAIL     its email                      (default "e2e.user@example.com")
 //   USER_NAME      its name                       (default "E2E User")
 //   USER_USERNAME  its preferred_username         (default "e2e-user")
+//   BACKCHANNEL_LOGOUT_URI  when set: the backchannelLogout feature is on, and the client
+//                  registers this URI (with backchannel_logout_session_required), so
+//                  ending the session at `/session/end` posts a logout token to it
 //
 // Protocol with the parent process: exactly one line `READY <issuer>` on stdout once
 // listening (everything else goes to stderr); exits when stdin closes or on SIGTERM/SIGINT.
@@ -46,6 +49,7 @@ const USER_SUB = process.env.USER_SUB || 'e2e-user';
 const USER_EMAIL = process.env.USER_EMAIL || 'e2e.user@example.com';
 const USER_NAME = process.env.USER_NAME || 'E2E User';
 const USER_USERNAME = process.env.USER_USERNAME || USER_SUB;
+const BACKCHANNEL_LOGOUT_URI = process.env.BACKCHANNEL_LOGOUT_URI || undefined;
 const PORT = Number.parseInt(process.env.PORT || '0', 10);
 if (!Number.isInteger(PORT) || PORT < 0 || PORT > 65535) fail(`invalid PORT ${process.env.PORT}`);
 
@@ -83,8 +87,18 @@ const provider = new Provider(issuer, {
       response_types: ['code'],
       grant_types: ['authorization_code'],
       token_endpoint_auth_method: 'client_secret_basic',
+      ...(BACKCHANNEL_LOGOUT_URI
+        ? {
+            backchannel_logout_uri: BACKCHANNEL_LOGOUT_URI,
+            backchannel_logout_session_required: true,
+          }
+        : {}),
     },
   ],
+  // Outgoing requests (the back-channel logout POST) go through a dispatcher that refuses
+  // special-use addresses, loopback included (SSRF protection). The relying party under test
+  // listens on 127.0.0.1, so this fixture drops that dispatcher and uses plain fetch.
+  fetch: (url, { dispatcher: _ssrfGuard, ...options }) => globalThis.fetch(url, options),
   jwks: { keys: [signingKey] },
   // Cookies are plain-http on loopback (oidc-provider only marks them Secure when the
   // request itself is secure); keys make them signed, which silences a warning.
@@ -108,6 +122,7 @@ const provider = new Provider(issuer, {
   },
   features: {
     devInteractions: { enabled: false },
+    backchannelLogout: { enabled: Boolean(BACKCHANNEL_LOGOUT_URI) },
   },
   interactions: {
     url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
@@ -164,6 +179,8 @@ provider.use(async (ctx, next) => {
 });
 
 provider.on('server_error', (_ctx, err) => console.error('oidc-provider server_error:', err));
+provider.on('backchannel.error', (_ctx, err) => console.error('oidc-provider backchannel.error:', err.message));
+provider.on('backchannel.success', () => console.error('oidc-provider backchannel.success'));
 
 server.on('request', provider.callback());
 process.stdout.write(`READY ${issuer}\n`);

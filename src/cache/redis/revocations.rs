@@ -1,7 +1,8 @@
 //! The revocation feed on a Redis stream.
 //!
 //! One stream per key prefix, `{prefix}revocations`. Each revocation is an entry with fields
-//! `sid` (the session id) and `exp` (when the session expires, seconds since the epoch), with an
+//! `sid` (the session id, or a `sid:`/`sub:` key), `exp` (when the session expires, seconds since
+//! the epoch) and, for the `sid:`/`sub:` kinds, `before` (the issue-time bound), with an
 //! id Redis assigns (`<milliseconds>-<sequence>`, increasing), which is the cursor. Publishing
 //! also trims the entries older than the retention (`XADD .. MINID`), so the stream stays small.
 //! Reading is a plain `XRANGE` from just after the cursor: no blocking commands, which would stall
@@ -77,6 +78,9 @@ impl RedisRevocations {
                     .arg(&session.session_id)
                     .arg("exp")
                     .arg(session.expires_at);
+                if let Some(before) = session.issued_before {
+                    cmd.arg("before").arg(before);
+                }
                 self.query(&cmd).await?;
                 Ok(RevocationResponse::Published)
             }
@@ -193,16 +197,19 @@ fn parse_fields(fields: Value) -> Option<RevokedSession> {
     };
     let mut sid = None;
     let mut exp = None;
+    let mut before = None;
     for (k, v) in pairs {
         match text(k).as_deref() {
             Some("sid") => sid = text(v),
             Some("exp") => exp = text(v).and_then(|e| e.parse::<u64>().ok()),
+            Some("before") => before = text(v).and_then(|e| e.parse::<u64>().ok()),
             _ => {}
         }
     }
     Some(RevokedSession {
         session_id: sid.filter(|s| !s.is_empty())?,
         expires_at: exp?,
+        issued_before: before,
     })
 }
 
@@ -257,10 +264,7 @@ mod tests {
     }
 
     fn revoked(sid: &str, exp: u64) -> RevokedSession {
-        RevokedSession {
-            session_id: sid.into(),
-            expires_at: exp,
-        }
+        RevokedSession::session(sid, exp)
     }
 
     #[test]
@@ -287,6 +291,19 @@ mod tests {
         );
         assert_eq!(batch.last_id.as_deref(), Some("8-0"));
         assert_eq!(batch.entries, 10);
+    }
+
+    #[test]
+    fn parses_the_issue_time_bound_of_idp_revocations() {
+        let answer = Value::Array(vec![entry(
+            "1-0",
+            &["sid", "sid:okta|abc", "exp", "900", "before", "50"],
+        )]);
+        let batch = parse_range(answer).unwrap();
+        assert_eq!(
+            batch.sessions,
+            vec![RevokedSession::idp_session("okta", "abc", 50, 900)]
+        );
     }
 
     #[test]
