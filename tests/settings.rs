@@ -206,14 +206,16 @@ async fn readiness_names_upstreams_missing_variables() {
         "{v}"
     );
 
-    // Microsoft with both: healthy (its endpoints are fixed, nothing to fetch without a
-    // tenant id).
+    // Microsoft with both: healthy once its keys answer (here a loopback stand-in's JWKS).
+    let idp = tower_sso::testing::MockIdp::builder()
+        .start()
+        .await
+        .expect("MockIdp");
     let layer = builder()
-        .provider(Provider::microsoft(
-            "client-id",
-            "secret",
-            Some("contoso.onmicrosoft.com"),
-        ))
+        .provider(
+            Provider::microsoft("client-id", "secret", Some("contoso.onmicrosoft.com"))
+                .jwks_uri(format!("{}/jwks", idp.issuer())),
+        )
         .build()
         .expect("layer");
     let (status, v) = fetch(&layer, "/sso/readiness").await;
