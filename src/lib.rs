@@ -185,6 +185,13 @@ pub mod store;
 pub mod testing;
 mod ui_settings;
 
+/// Entry points for the fuzz targets in `fuzz/` and their corpus replay test (feature `fuzzing`).
+/// Not part of the supported API: it may change in any release.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
+
 pub use crate::body::ResponseBody;
 pub use crate::client_addr::ClientAddr;
 pub use crate::config::{ConfigError, ConfigErrors};

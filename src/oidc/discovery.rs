@@ -61,7 +61,13 @@ pub(crate) async fn discover(
             res.status().as_u16()
         )));
     }
-    let value: serde_json::Value = serde_json::from_slice(res.body())
+    parse_metadata(res.body(), issuer)
+}
+
+/// The provider metadata in a discovery document, which must name exactly `issuer`. 502 when it
+/// is not a metadata JSON object or names another issuer.
+pub(crate) fn parse_metadata(body: &[u8], issuer: &str) -> Result<ProviderMetadata, SsoError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|_| SsoError::bad_gateway("OIDC discovery failed: the metadata is not JSON"))?;
     if !value.is_object() {
         return Err(SsoError::bad_gateway(

@@ -55,17 +55,17 @@ struct State {
 }
 
 /// One usable verification key.
-struct Key {
-    kid: Option<String>,
+pub(crate) struct Key {
+    pub(crate) kid: Option<String>,
     /// The JWK's `alg`, when it named one.
-    alg: Option<Algorithm>,
+    pub(crate) alg: Option<Algorithm>,
     /// For EC keys: the curve, which fixes the algorithm.
-    curve: Option<EllipticCurve>,
-    family: jsonwebtoken::AlgorithmFamily,
+    pub(crate) curve: Option<EllipticCurve>,
+    pub(crate) family: jsonwebtoken::AlgorithmFamily,
     key: DecodingKey,
 }
 
-enum Lookup<'a> {
+pub(crate) enum Lookup<'a> {
     Found(&'a Key),
     NotFound,
     /// No `kid` in the token and several keys fit its `alg`.
@@ -231,25 +231,30 @@ impl JwksCache {
                 res.status().as_u16()
             )));
         }
-        let not_a_set = || {
-            SsoError::bad_gateway("could not fetch the signing keys: the answer is not a JWK set")
-        };
-        let value: Value = serde_json::from_slice(res.body()).map_err(|_| not_a_set())?;
-        let Some(Value::Array(raw)) = value.get("keys") else {
-            return Err(not_a_set());
-        };
-        let keys: Vec<Key> = raw.iter().filter_map(parse_key).collect();
-        if keys.len() != raw.len() {
-            tracing::debug!(
-                skipped = raw.len() - keys.len(),
-                "tower-sso: skipped unusable keys in the JWKS"
-            );
-        }
-        if keys.is_empty() {
-            tracing::warn!("tower-sso: the JWKS has no usable signing key");
-        }
-        Ok(keys.into())
+        parse_key_set(res.body())
     }
+}
+
+/// The usable signature-verification keys of a JWK Set document (`{"keys": [...]}`); unusable
+/// keys are skipped. 502 when the document is not a JWK set.
+pub(crate) fn parse_key_set(body: &[u8]) -> Result<Arc<[Key]>, SsoError> {
+    let not_a_set =
+        || SsoError::bad_gateway("could not fetch the signing keys: the answer is not a JWK set");
+    let value: Value = serde_json::from_slice(body).map_err(|_| not_a_set())?;
+    let Some(Value::Array(raw)) = value.get("keys") else {
+        return Err(not_a_set());
+    };
+    let keys: Vec<Key> = raw.iter().filter_map(parse_key).collect();
+    if keys.len() != raw.len() {
+        tracing::debug!(
+            skipped = raw.len() - keys.len(),
+            "tower-sso: skipped unusable keys in the JWKS"
+        );
+    }
+    if keys.is_empty() {
+        tracing::warn!("tower-sso: the JWKS has no usable signing key");
+    }
+    Ok(keys.into())
 }
 
 fn ambiguous() -> SsoError {
@@ -328,7 +333,7 @@ fn signature_alg(a: KeyAlgorithm) -> Option<Algorithm> {
 }
 
 /// Whether `key` can verify a signature made with `alg`.
-fn fits(key: &Key, alg: Algorithm) -> bool {
+pub(crate) fn fits(key: &Key, alg: Algorithm) -> bool {
     if key.family != alg.family() || key.alg.is_some_and(|a| a != alg) {
         return false;
     }
@@ -339,7 +344,7 @@ fn fits(key: &Key, alg: Algorithm) -> bool {
     }
 }
 
-fn lookup<'a>(keys: &'a [Key], kid: Option<&str>, alg: Algorithm) -> Lookup<'a> {
+pub(crate) fn lookup<'a>(keys: &'a [Key], kid: Option<&str>, alg: Algorithm) -> Lookup<'a> {
     match kid {
         Some(kid) => match keys
             .iter()

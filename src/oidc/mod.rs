@@ -28,6 +28,8 @@ pub(crate) mod userinfo;
 
 pub use discovery::ProviderMetadata;
 pub(crate) use discovery::discover;
+#[cfg(feature = "fuzzing")]
+pub(crate) use discovery::parse_metadata;
 pub(crate) use id_token::{
     DEFAULT_LEEWAY, IdTokenCheck, check_unverified_id_token, verify_id_token,
 };

@@ -188,7 +188,10 @@ fn build_request(req: &TokenRequest<'_>) -> Result<crate::http::HttpRequest, Sso
     })
 }
 
-fn parse_response(status: http::StatusCode, body: &[u8]) -> Result<TokenResponse, SsoError> {
+pub(crate) fn parse_response(
+    status: http::StatusCode,
+    body: &[u8],
+) -> Result<TokenResponse, SsoError> {
     let parsed: Result<Value, _> = serde_json::from_slice(body);
     if !status.is_success() {
         let code = parsed.ok().and_then(|v| {
