@@ -7,9 +7,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 
+use common::log_capture::{self, Capture};
 use common::*;
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -20,7 +19,6 @@ use tower_sso::provider::Provider;
 use tower_sso::store::{MemoryUserStore, NewTeamDefaults, StoreRequest, StoreResponse, TeamRecord};
 use tower_sso::testing::{Misbehaviour, MockIdp, MockUser};
 use tower_sso::{SsoLayer, SsoLayerBuilder, UserRole};
-use tracing_subscriber::fmt::MakeWriter;
 
 const UI: &str = "/ui/?login=success";
 const TENANT: &str = "11111111-2222-3333-4444-555555555555";
@@ -30,41 +28,9 @@ const SP: &str = "0b7f7c1e-1c7e-4a4f-9d0a-1f2e3d4c5b6a";
 // ---------------------------------------------------------------------------------------------
 // Set-up
 
-/// Everything logged in this test binary (to see the paging cap's warning).
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
+/// Everything logged in this test binary, from `tracing` at WARN.
 fn capture() -> Capture {
-    static CAPTURE: OnceLock<Capture> = OnceLock::new();
-    CAPTURE
-        .get_or_init(|| {
-            let capture = Capture::default();
-            tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::WARN)
-                .with_writer(capture.clone())
-                .with_ansi(false)
-                .try_init()
-                .expect("no other subscriber in this binary");
-            capture
-        })
-        .clone()
+    log_capture::capture(tracing::Level::WARN)
 }
 
 /// Jane, of tenant [`TENANT`]: Graph-style profile claims, object id `obj-jane`.
@@ -266,7 +232,7 @@ async fn member_of_stops_at_200_pages_with_a_warning() {
     let stored = stored_user(&store, "obj-jane").await.expect("stored");
     assert_eq!(stored.teams.len(), 200);
     assert_eq!(stored.teams.last().map(String::as_str), Some("g199"));
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = logs.text();
     assert!(
         text.contains("more pages than are read"),
         "no warning at the cap:\n{text}"

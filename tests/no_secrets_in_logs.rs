@@ -15,61 +15,17 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
+use common::log_capture::{self, Capture};
 use common::*;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use tower_sso::SsoError;
 use tower_sso::store::MemoryUserStore;
 use tower_sso::testing::{Endpoint, Fault, Misbehaviour, MockIdp};
-use tracing_subscriber::fmt::MakeWriter;
 
-/// Everything logged in this test binary.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-/// Installs the capturing subscriber (once per binary): TRACE, every target, span fields and
-/// events from `log` (the subscriber's `try_init` installs the `log` bridge).
+/// Everything logged in this test binary, from `tracing` at TRACE.
 fn capture() -> Capture {
-    static CAPTURE: OnceLock<Capture> = OnceLock::new();
-    CAPTURE
-        .get_or_init(|| {
-            let capture = Capture::default();
-            tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::TRACE)
-                .with_writer(capture.clone())
-                .with_ansi(false)
-                .with_target(true)
-                .try_init()
-                .expect("no other subscriber in this binary");
-            capture
-        })
-        .clone()
+    log_capture::capture(tracing::Level::TRACE)
 }
 
 /// A distinctive client secret (the default `test-secret` is a prefix of other test strings).

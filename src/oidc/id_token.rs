@@ -270,31 +270,11 @@ mod tests {
 
     use super::*;
     use crate::clock::Clock;
-    use crate::oidc::test_support::{Recorder, TestKey, fixed, jwks_body, mock_client};
+    use crate::oidc::test_support::{Fixture, TestKey, fixed, fixture, jwks_body, mock_client};
 
     const ISS: &str = "https://idp.example.com";
     const CID: &str = "client-123";
     const NONCE: &str = "n-0S6_WzA2Mj";
-
-    struct Fixture {
-        key: TestKey,
-        jwks: JwksCache,
-        rec: Recorder,
-        now: u64,
-    }
-
-    fn fixture() -> Fixture {
-        let key = TestKey::generate("k1");
-        let (http, rec) = fixed(200, &jwks_body(&[key.jwk()]));
-        let clock = Clock::manual();
-        let now = clock.now();
-        Fixture {
-            jwks: JwksCache::new(http, "https://idp.example.com/jwks".into(), clock),
-            key,
-            rec,
-            now,
-        }
-    }
 
     fn check(now: u64) -> IdTokenCheck<'static> {
         IdTokenCheck {

@@ -188,31 +188,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::clock::Clock;
-    use crate::oidc::test_support::{Recorder, TestKey, fixed, jwks_body};
+    use crate::oidc::test_support::{Fixture, TestKey, fixture};
 
     const ISS: &str = "https://idp.example.com";
     const CID: &str = "client-123";
-
-    struct Fixture {
-        key: TestKey,
-        jwks: JwksCache,
-        rec: Recorder,
-        now: u64,
-    }
-
-    fn fixture() -> Fixture {
-        let key = TestKey::generate("k1");
-        let (http, rec) = fixed(200, &jwks_body(&[key.jwk()]));
-        let clock = Clock::manual();
-        let now = clock.now();
-        Fixture {
-            jwks: JwksCache::new(http, "https://idp.example.com/jwks".into(), clock),
-            key,
-            rec,
-            now,
-        }
-    }
 
     fn check(now: u64) -> LogoutCheck<'static> {
         LogoutCheck {

@@ -215,4 +215,26 @@ pub(crate) mod test_support {
     pub(crate) fn jwks_body(keys: &[Value]) -> String {
         json!({ "keys": keys }).to_string()
     }
+
+    /// A JWKS cache serving one fresh RSA key (`k1`) from a scripted client, on a manual clock.
+    pub(crate) struct Fixture {
+        pub(crate) key: TestKey,
+        pub(crate) jwks: crate::oidc::JwksCache,
+        pub(crate) rec: Recorder,
+        pub(crate) now: u64,
+    }
+
+    /// A fresh [`Fixture`].
+    pub(crate) fn fixture() -> Fixture {
+        let key = TestKey::generate("k1");
+        let (http, rec) = fixed(200, &jwks_body(&[key.jwk()]));
+        let clock = crate::clock::Clock::manual();
+        let now = clock.now();
+        Fixture {
+            jwks: crate::oidc::JwksCache::new(http, "https://idp.example.com/jwks".into(), clock),
+            key,
+            rec,
+            now,
+        }
+    }
 }

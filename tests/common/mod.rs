@@ -2,6 +2,7 @@
 //! builders, and response readers.
 #![allow(dead_code)]
 
+pub mod log_capture;
 pub mod oidc_provider;
 pub mod postgres_server;
 pub mod redis_server;
