@@ -1,6 +1,6 @@
 //! The gate's hot path, against the bare service, all in one run so that ratios are meaningful.
 //!
-//! Run with `cargo bench --bench gate` (see `benches/README.md`). Every benchmark calls the
+//! Run with `cargo bench -p tower-sso-benches --bench gate` (see `BENCHMARKS.md`). Every benchmark calls the
 //! service and polls its future once with a no-op waker: the inner service is
 //! `service_fn(|_| ready(..))`, so no runtime is involved and nothing but the layer's own work is
 //! measured. Requests are built outside the timing (`iter_batched`, in small batches), and
