@@ -372,6 +372,15 @@ async fn redirect_mode_sends_browsers_to_login_and_api_clients_get_401() {
         "{:?}",
         set_cookies(&res)
     );
+    // Two session cookies (one planted from a sibling domain) would survive the login and
+    // loop: the browser gets the 401 instead, as at the gate.
+    let two = ("cookie", "token=one; token=two");
+    let res = send(
+        &app,
+        request(Method::GET, "/sso/auth?redirect=true", PROXY, &[html, two]),
+    )
+    .await;
+    assert_denied(res).await;
     // An API client, and a browser's POST (Traefik names the original method), get the 401.
     let json = ("accept", "application/json");
     let res = send(
