@@ -23,6 +23,7 @@ mod complete;
 mod cookies;
 mod debug;
 mod flow;
+pub(crate) mod forward_auth;
 mod header_sign_in;
 mod html;
 mod login;
@@ -48,6 +49,11 @@ pub(crate) enum Endpoint {
     UiSettings,
     Readiness,
     Logout,
+    /// Forward authentication for a reverse proxy; `envoy`: the Envoy form, the original path
+    /// appended to the forward-auth path.
+    ForwardAuth {
+        envoy: bool,
+    },
     /// The back-channel logout of the provider at this index (answered with its body by
     /// [`handle_with_body`], never by [`handle`]).
     BackchannelLogout(usize),
@@ -67,6 +73,21 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str) -> Option<Endp
         return Some(Endpoint::NotFound);
     }
     let get = method == Method::GET || method == Method::HEAD;
+    if let Some(auth) = &shared.paths.forward_auth
+        && let Some(after) = path.strip_prefix(auth.as_str())
+    {
+        if after.is_empty() {
+            return Some(if get {
+                Endpoint::ForwardAuth { envoy: false }
+            } else {
+                Endpoint::MethodNotAllowed
+            });
+        }
+        // Envoy replays the original method (without the body) on `{path}{original path}`.
+        if after.starts_with('/') {
+            return Some(Endpoint::ForwardAuth { envoy: true });
+        }
+    }
     let endpoint = match rest {
         "/key/generate" | "/login" => Endpoint::Login,
         "/callback" => Endpoint::Callback(0),
@@ -148,6 +169,7 @@ pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> E
             Endpoint::UiSettings => settings::ui_settings(&shared, &parts),
             Endpoint::Readiness => settings::readiness(&shared, &parts).await,
             Endpoint::Logout => logout::logout(&shared, &parts).await,
+            Endpoint::ForwardAuth { envoy } => Ok(forward_auth::check(&shared, &parts, envoy)),
             Endpoint::NotFound | Endpoint::BackchannelLogout(_) => {
                 Err(SsoError::not_found("no such SSO endpoint"))
             }
