@@ -38,7 +38,6 @@ mod reverse_proxy;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tower_sso::SsoLayerBuilder;
 use tower_sso::testing::{LoginMode, MockIdp};
 
 use reverse_proxy::{Proxy, ProxyConfig, TrustedPeers, UpstreamUrl};
@@ -117,7 +116,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .split(','),
     )
     .map_err(|e| format!("SSO_TRUSTED_PROXIES: {e}"))?;
-    let sso = reverse_proxy::configure(SsoLayerBuilder::from_env_vars(lookup)).build()?;
+    let sso = reverse_proxy::layer(lookup)?;
     println!("state: {}", sso.backends());
     let proxy = Proxy::new(ProxyConfig {
         response_timeout: timeout,

@@ -8,6 +8,7 @@ mod common;
 #[path = "../examples/common/reverse_proxy.rs"]
 mod reverse_proxy;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -27,9 +28,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tower_sso::SsoLayer;
+use tower_sso::testing::{MockIdp, MockUser};
 
 use common::servers::free_port;
 use reverse_proxy::{Proxy, ProxyConfig, UpstreamUrl};
+
+/// Taken (shared) by every test here, and exclusively by the one that measures this process's
+/// memory, so nothing else allocates meanwhile.
+static MEMORY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// Generous guard against a hung test; never a speed assertion.
 const GUARD: Duration = Duration::from_secs(120);
@@ -334,9 +340,11 @@ struct RunningProxy {
 
 impl RunningProxy {
     async fn start(layer: SsoLayer, config: ProxyConfig) -> Self {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .expect("bind the proxy");
+        Self::serve(bind().await, layer, config)
+    }
+
+    /// Serves on `listener` (bound first when the layer needs the address as its base URL).
+    fn serve(listener: tokio::net::TcpListener, layer: SsoLayer, config: ProxyConfig) -> Self {
         let addr = listener.local_addr().expect("proxy address");
         let proxy = Proxy::new(config).expect("proxy");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -371,6 +379,13 @@ impl Drop for RunningProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A listener on a free loopback port.
+async fn bind() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind the proxy")
 }
 
 /// The layer the example builds (identity headers on, session credential stripped), with the
@@ -422,6 +437,7 @@ fn header_names(headers: &HeaderMap) -> Vec<String> {
 
 #[tokio::test]
 async fn upstream_gets_the_identity_not_the_credential_nor_spoofed_or_hop_by_hop_headers() {
+    let _shared = MEMORY.read().await;
     let up = Upstream::start().await;
     let sso = layer();
     let token = common::token_for(&sso, common::alice());
@@ -554,6 +570,7 @@ async fn upstream_gets_the_identity_not_the_credential_nor_spoofed_or_hop_by_hop
 
 #[tokio::test]
 async fn a_trusted_proxy_in_front_keeps_its_forwarding_headers() {
+    let _shared = MEMORY.read().await;
     let up = Upstream::start().await;
     let sso = layer();
     let token = common::token_for(&sso, common::alice());
@@ -587,6 +604,72 @@ async fn a_trusted_proxy_in_front_keeps_its_forwarding_headers() {
     assert_eq!(h["x-forwarded-user"], "alice");
 }
 
+#[tokio::test]
+async fn a_browser_logs_in_through_the_proxy_and_the_upstream_learns_who_it_is() {
+    let _shared = MEMORY.read().await;
+    let idp = MockIdp::builder()
+        .user(MockUser::alice().claim("groups", vec!["engineering", "admins"]))
+        .start()
+        .await
+        .expect("the MockIdp starts");
+    let up = Upstream::start().await;
+    let listener = bind().await;
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    // The example's configuration: LiteLLM-style settings.
+    let mut vars: HashMap<String, String> = idp.env_vars().into_iter().collect();
+    vars.insert("PROXY_BASE_URL".into(), base.clone());
+    vars.insert("LITELLM_MASTER_KEY".into(), common::SECRET.into());
+    vars.insert("GENERIC_TEAM_IDS_JWT_FIELD".into(), "groups".into());
+    let sso = reverse_proxy::layer(|k| vars.get(k).cloned()).expect("layer");
+    let proxy = RunningProxy::serve(listener, sso, ProxyConfig::new(up.url()));
+    let client = client();
+    let html = ("accept", "text/html");
+
+    // A protected page sends the browser to login...
+    let res = send(&client, request("GET", &proxy.url("/chat?x=1"), &[html], "")).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let start = common::location(&res);
+    // ... which sends it to the identity provider with a flow cookie ...
+    let res = send(&client, request("GET", &proxy.url(&start), &[html], "")).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "login start");
+    let flow = common::cookie_value(&res, common::FLOW_COOKIE_HTTP).expect("flow cookie");
+    let authorize = common::location(&res);
+    assert!(authorize.starts_with(&idp.issuer()), "{authorize}");
+    // ... which sends it back to the callback, through the proxy ...
+    let res = send(&client, request("GET", &authorize, &[], "")).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "IdP /authorize");
+    let callback = common::location(&res);
+    assert!(callback.starts_with(&format!("{base}/sso/callback?")), "{callback}");
+    let flow_cookie = format!("{}={flow}", common::FLOW_COOKIE_HTTP);
+    let res = send(
+        &client,
+        request("GET", &callback, &[html, ("cookie", &flow_cookie)], ""),
+    )
+    .await;
+    // ... which sets the session and returns to the page.
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "callback");
+    assert_eq!(common::location(&res), "/chat?x=1");
+    let token = common::cookie_value(&res, "token").expect("session cookie");
+    assert_eq!(up.state.calls(), 0, "nothing reached the upstream before the login");
+
+    let cookie = format!("token={token}; theme=dark");
+    let res = send(
+        &client,
+        request("GET", &proxy.url("/chat?x=1"), &[html, ("cookie", &cookie)], ""),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(text(res).await, "upstream saw /chat");
+    let h = up.state.last().headers;
+    assert_eq!(h["x-forwarded-user"], "alice");
+    assert_eq!(h["x-forwarded-email"], "alice@example.com");
+    assert_eq!(h["x-forwarded-groups"], "engineering,admins");
+    assert_eq!(h["cookie"], "theme=dark");
+    assert_eq!(up.state.calls(), 1);
+    proxy.stop().await;
+    idp.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // b. Server-sent events stream through, event by event.
 
@@ -609,6 +692,7 @@ async fn read_until(body: &mut Incoming, want: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn server_sent_events_reach_the_client_one_by_one() {
+    let _shared = MEMORY.read().await;
     let up = Upstream::start().await;
     let sso = layer();
     let token = common::token_for(&sso, common::alice());
@@ -642,6 +726,7 @@ async fn server_sent_events_reach_the_client_one_by_one() {
 
 #[tokio::test]
 async fn the_response_timeout_covers_the_headers_not_the_streamed_body() {
+    let _shared = MEMORY.read().await;
     let up = Upstream::start().await;
     let sso = layer();
     let token = common::token_for(&sso, common::alice());
@@ -784,6 +869,7 @@ const RSS_GROWTH_BOUND_KIB: u64 = 32 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_megabytes_each_way_stream_in_flat_memory() {
+    let _alone = MEMORY.write().await;
     const LEN: u64 = 100 * 1024 * 1024;
     let up = Upstream::start().await;
     let sso = layer();
@@ -845,6 +931,7 @@ async fn a_hundred_megabytes_each_way_stream_in_flat_memory() {
 
 #[tokio::test]
 async fn an_unreachable_upstream_is_a_clean_502() {
+    let _shared = MEMORY.read().await;
     let port = free_port();
     let sso = layer();
     let token = common::token_for(&sso, common::alice());
@@ -878,6 +965,7 @@ async fn an_unreachable_upstream_is_a_clean_502() {
 
 #[tokio::test]
 async fn without_a_session_the_upstream_is_never_called() {
+    let _shared = MEMORY.read().await;
     let up = Upstream::start().await;
     let proxy = RunningProxy::start(layer(), ProxyConfig::new(up.url())).await;
     let client = client();

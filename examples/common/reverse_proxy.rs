@@ -48,7 +48,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tower::{Service, ServiceExt};
-use tower_sso::{ClientAddr, SsoLayer, SsoLayerBuilder};
+use tower_sso::{ClientAddr, ConfigErrors, SsoLayer, SsoLayerBuilder};
 
 /// How long an upstream may take to send its response headers, unless configured.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -64,6 +64,12 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 /// the upstream has no use for).
 pub fn configure(builder: SsoLayerBuilder) -> SsoLayerBuilder {
     builder.identity_headers(true).strip_session_token(true)
+}
+
+/// The layer from LiteLLM-style settings (`lookup` answers each variable, as for
+/// [`SsoLayer::from_env`]), with the options of [`configure`].
+pub fn layer(lookup: impl Fn(&str) -> Option<String>) -> Result<SsoLayer, ConfigErrors> {
+    configure(SsoLayerBuilder::from_env_vars(lookup)).build()
 }
 
 /// The upstream the proxy forwards to: an `http://` URL, optionally with a path prefix.
