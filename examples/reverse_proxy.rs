@@ -110,12 +110,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let lookup = |k: &str| env(k).or_else(|| defaults.get(k).cloned());
-    let trusted = TrustedPeers::parse(
-        lookup("SSO_TRUSTED_PROXIES")
-            .unwrap_or_default()
-            .split(','),
-    )
-    .map_err(|e| format!("SSO_TRUSTED_PROXIES: {e}"))?;
+    let trusted = TrustedPeers::parse(lookup("SSO_TRUSTED_PROXIES").unwrap_or_default().split(','))
+        .map_err(|e| format!("SSO_TRUSTED_PROXIES: {e}"))?;
     let sso = reverse_proxy::layer(lookup)?;
     println!("state: {}", sso.backends());
     let proxy = Proxy::new(ProxyConfig {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -56,6 +56,8 @@ struct UpstreamState {
     seen: Arc<Mutex<Vec<Seen>>>,
     /// Fired by the test to let `/events` send its second event.
     release: Arc<Notify>,
+    /// Connections accepted.
+    connections: Arc<AtomicUsize>,
 }
 
 impl UpstreamState {
@@ -93,6 +95,7 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| upstream(req, st.clone()));
@@ -486,7 +489,10 @@ async fn upstream_gets_the_identity_not_the_credential_nor_spoofed_or_hop_by_hop
     let got = res.headers().clone();
     assert_eq!(got["x-resp-kept"], "yes");
     for name in ["x-resp-hop", "keep-alive", "proxy-authenticate"] {
-        assert!(!got.contains_key(name), "{name} reached the client: {got:?}");
+        assert!(
+            !got.contains_key(name),
+            "{name} reached the client: {got:?}"
+        );
     }
 
     let seen = up.state.last();
@@ -626,7 +632,11 @@ async fn a_browser_logs_in_through_the_proxy_and_the_upstream_learns_who_it_is()
     let html = ("accept", "text/html");
 
     // A protected page sends the browser to login...
-    let res = send(&client, request("GET", &proxy.url("/chat?x=1"), &[html], "")).await;
+    let res = send(
+        &client,
+        request("GET", &proxy.url("/chat?x=1"), &[html], ""),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let start = common::location(&res);
     // ... which sends it to the identity provider with a flow cookie ...
@@ -639,7 +649,10 @@ async fn a_browser_logs_in_through_the_proxy_and_the_upstream_learns_who_it_is()
     let res = send(&client, request("GET", &authorize, &[], "")).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "IdP /authorize");
     let callback = common::location(&res);
-    assert!(callback.starts_with(&format!("{base}/sso/callback?")), "{callback}");
+    assert!(
+        callback.starts_with(&format!("{base}/sso/callback?")),
+        "{callback}"
+    );
     let flow_cookie = format!("{}={flow}", common::FLOW_COOKIE_HTTP);
     let res = send(
         &client,
@@ -650,12 +663,21 @@ async fn a_browser_logs_in_through_the_proxy_and_the_upstream_learns_who_it_is()
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "callback");
     assert_eq!(common::location(&res), "/chat?x=1");
     let token = common::cookie_value(&res, "token").expect("session cookie");
-    assert_eq!(up.state.calls(), 0, "nothing reached the upstream before the login");
+    assert_eq!(
+        up.state.calls(),
+        0,
+        "nothing reached the upstream before the login"
+    );
 
     let cookie = format!("token={token}; theme=dark");
     let res = send(
         &client,
-        request("GET", &proxy.url("/chat?x=1"), &[html, ("cookie", &cookie)], ""),
+        request(
+            "GET",
+            &proxy.url("/chat?x=1"),
+            &[html, ("cookie", &cookie)],
+            "",
+        ),
     )
     .await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -668,6 +690,39 @@ async fn a_browser_logs_in_through_the_proxy_and_the_upstream_learns_who_it_is()
     assert_eq!(up.state.calls(), 1);
     proxy.stop().await;
     idp.shutdown().await;
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let _shared = MEMORY.read().await;
+    let up = Upstream::start().await;
+    let sso = layer();
+    let token = common::token_for(&sso, common::alice());
+    let proxy = RunningProxy::start(sso, ProxyConfig::new(up.url())).await;
+    let client = client();
+    let cookie = format!("token={token}");
+    const REQUESTS: usize = 20;
+    for i in 0..REQUESTS {
+        let res = send(
+            &client,
+            request(
+                "GET",
+                &proxy.url(&format!("/n/{i}")),
+                &[("cookie", &cookie)],
+                "",
+            ),
+        )
+        .await;
+        assert_eq!(text(res).await, format!("upstream saw /n/{i}"));
+    }
+    assert_eq!(up.state.calls(), REQUESTS);
+    // One connection unless a request raced the previous one's return to the pool; a proxy
+    // without a pool would open one per request.
+    let opened = up.state.connections.load(Ordering::SeqCst);
+    assert!(
+        opened <= REQUESTS / 2,
+        "{opened} upstream connections for {REQUESTS} requests"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -994,7 +1049,10 @@ async fn without_a_session_the_upstream_is_never_called() {
         vec![],
         vec![("cookie", "token=forged")],
         vec![("authorization", "Bearer sk-1234")],
-        vec![("x-forwarded-user", "admin"), ("x-forwarded-groups", "admins")],
+        vec![
+            ("x-forwarded-user", "admin"),
+            ("x-forwarded-groups", "admins"),
+        ],
     ] {
         let res = send(
             &client,

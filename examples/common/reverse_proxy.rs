@@ -251,18 +251,18 @@ async fn forward(
 ) -> Response<ProxyBody> {
     let config = &shared.config;
     let Some(target) = config.upstream.target(req.uri()) else {
-        return error(StatusCode::BAD_REQUEST, "bad_request", "invalid request target");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid request target",
+        );
     };
     let peer = req.extensions().get::<ClientAddr>().map(|a| a.0.ip());
     let trusted = peer.is_some_and(|ip| config.trusted.contains(ip));
-    let inbound_host = req
-        .headers()
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| {
-            let authority = req.uri().authority()?;
-            HeaderValue::from_str(authority.as_str()).ok()
-        });
+    let inbound_host = req.headers().get(header::HOST).cloned().or_else(|| {
+        let authority = req.uri().authority()?;
+        HeaderValue::from_str(authority.as_str()).ok()
+    });
     *req.uri_mut() = target;
     *req.version_mut() = http::Version::HTTP_11;
     let headers = req.headers_mut();
@@ -565,10 +565,7 @@ mod tests {
             ("x-kept", "yes"),
             ("cookie", "a=1"),
         ] {
-            h.append(
-                HeaderName::from_static(k),
-                HeaderValue::from_static(v),
-            );
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
         strip_hop_by_hop(&mut h);
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
