@@ -264,7 +264,7 @@ async fn forward(
         HeaderValue::from_str(authority.as_str()).ok()
     });
     *req.uri_mut() = target;
-    *req.version_mut() = http::Version::HTTP_11;
+    let inbound_version = std::mem::replace(req.version_mut(), http::Version::HTTP_11);
     let headers = req.headers_mut();
     // Already done before the layer when served by `serve`; again here so the service holds up
     // on its own.
@@ -296,6 +296,9 @@ async fn forward(
     match result {
         Some(Ok(mut res)) => {
             strip_hop_by_hop(res.headers_mut());
+            // Answer in the client's HTTP version, not the upstream's (an HTTP/1.0 upstream
+            // must not turn the client's connection into HTTP/1.0).
+            *res.version_mut() = inbound_version;
             res.map(Either::Left)
         }
         Some(Err(e)) => {
