@@ -725,6 +725,36 @@ async fn upstream_connections_are_kept_alive_and_reused() {
     );
 }
 
+#[tokio::test]
+async fn an_absolute_form_target_goes_to_the_configured_upstream_only() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _shared = MEMORY.read().await;
+    let up = Upstream::start().await;
+    let sso = layer();
+    let token = common::token_for(&sso, common::alice());
+    let proxy = RunningProxy::start(sso, ProxyConfig::new(up.url())).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect");
+    let raw = format!(
+        "GET http://169.254.169.254/latest?x=1 HTTP/1.1\r\nHost: 169.254.169.254\r\n\
+         Cookie: token={token}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(raw.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(GUARD, stream.read_to_end(&mut answer))
+        .await
+        .expect("the proxy answers in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.ends_with("upstream saw /latest"), "{answer}");
+    let seen = up.state.last();
+    assert_eq!(seen.target, "/latest?x=1");
+    assert_eq!(seen.headers["host"], up.addr.to_string().as_str());
+    assert_eq!(seen.headers["x-forwarded-host"], "169.254.169.254");
+}
+
 // ---------------------------------------------------------------------------------------------
 // b. Server-sent events stream through, event by event.
 
