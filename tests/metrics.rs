@@ -10,6 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use common::log_capture::{self, Capture, Spans};
 use common::servers::free_port;
@@ -17,6 +18,7 @@ use common::*;
 use http::StatusCode;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tower_sso::cache::CacheError;
+use tower_sso::http::HttpClientConfig;
 use tower_sso::provider::Provider;
 use tower_sso::store::StoreError;
 use tower_sso::testing::MockIdp;
@@ -229,28 +231,53 @@ async fn a_forged_state_is_refused_with_reason_state() {
 }
 
 #[tokio::test]
-async fn an_unreachable_identity_provider_is_timed_as_an_error() {
+async fn an_unreachable_or_silent_identity_provider_is_timed_as_an_error_or_a_timeout() {
     let _serial = LOCK.lock().await;
-    let issuer = format!("http://127.0.0.1:{}", free_port());
+    // Nothing listens on the first; the second accepts connections and never answers.
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
     let layer = builder()
-        .provider(Provider::oidc(issuer, "client", "secret-of-the-client").name("down"))
+        .provider(Provider::oidc(down, "client", "secret-of-the-client").name("down"))
+        .provider(Provider::oidc(silent_url, "client", "secret-of-the-client").name("silent"))
+        .http_client_config(HttpClientConfig {
+            timeout: Duration::from_millis(300),
+            ..HttpClientConfig::default()
+        })
         .build()
         .unwrap();
     let app = Upstream::default().behind(&layer);
     drain();
-    let res = send(&app, get("/sso/key/generate", &[])).await;
-    assert!(res.status().is_server_error(), "{}", res.status());
+    for provider in ["down", "silent"] {
+        let target = format!("/sso/key/generate?provider={provider}");
+        let res = send(&app, get(&target, &[])).await;
+        assert!(
+            res.status().is_server_error(),
+            "{provider}: {}",
+            res.status()
+        );
+    }
     let after = snapshot();
+    held.abort();
 
-    let p = ("provider", "down");
-    assert_eq!(
-        after.observations(
-            IDP_DURATION,
-            &[p, ("endpoint", "discovery"), ("outcome", "error")]
-        ),
-        1
-    );
-    assert_eq!(after.counter("tower_sso_logins_started_total", &[p]), 0);
+    for (provider, outcome) in [("down", "error"), ("silent", "timeout")] {
+        let p = ("provider", provider);
+        assert_eq!(
+            after.observations(
+                IDP_DURATION,
+                &[p, ("endpoint", "discovery"), ("outcome", outcome)]
+            ),
+            1,
+            "{provider}"
+        );
+        assert_eq!(after.counter("tower_sso_logins_started_total", &[p]), 0);
+    }
 }
 
 #[tokio::test]
