@@ -209,8 +209,8 @@ impl Refusal {
 }
 
 /// Which identity-provider endpoint a call is for (the `endpoint` label of
-/// `tower_sso_idp_request_duration_seconds`). Travels in the request's extensions, so a
-/// custom [`HttpClient`] sees it too.
+/// `tower_sso_idp_request_duration_seconds`). Travels in the request's extensions, from
+/// [`crate::oidc`] to the timing wrapper around each provider's client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum IdpEndpoint {
     Discovery,

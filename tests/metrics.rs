@@ -349,6 +349,39 @@ async fn sessions_are_counted_by_outcome_and_refusals_by_reason() {
 }
 
 #[tokio::test]
+async fn a_back_channel_logout_is_counted_as_its_own_source() {
+    let _serial = LOCK.lock().await;
+    let idp = MockIdp::start().await.unwrap();
+    let layer = flow_builder(&idp).build().unwrap();
+    let mut b = Browser::for_layer(&layer);
+    assert_logged_in(&b.login(&idp, "").await, "/ui/?login=success");
+    b.whoami().await;
+    let logout_token = idp.logout_token("alice").expect("logout token");
+    drain();
+    let req = http::Request::post("/sso/backchannel-logout")
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+            "logout_token={logout_token}"
+        ))))
+        .unwrap();
+    assert_eq!(send(&b.app, req).await.status(), StatusCode::OK);
+    assert_eq!(b.get("/whoami").await.status(), StatusCode::UNAUTHORIZED);
+    let after = snapshot();
+
+    let revocations = "tower_sso_session_revocations_total";
+    assert_eq!(after.counter(revocations, &[("source", "backchannel")]), 1);
+    assert_eq!(after.counter(revocations, &[("source", "logout")]), 0);
+    assert_eq!(
+        after.counter("tower_sso_sessions_refused_total", &[("reason", "revoked")]),
+        1
+    );
+    assert_no_secret_labels(&after, &[("logout token", logout_token)]);
+}
+
+#[tokio::test]
 async fn rate_limited_requests_are_counted_by_action() {
     let _serial = LOCK.lock().await;
     let idp = MockIdp::start().await.unwrap();
