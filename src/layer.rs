@@ -1051,7 +1051,8 @@ impl SsoLayerBuilder {
                         format!("{debug_callback_url}/{}", pc.provider_name()),
                     )
                 };
-                ProviderRuntime::new(pc, http.clone(), clock.clone(), url, debug_url)
+                let http = crate::metrics::idp_client(http.clone(), pc.provider_name());
+                ProviderRuntime::new(pc, http, clock.clone(), url, debug_url)
             })
             .collect();
         let shared = Shared {
@@ -1083,12 +1084,16 @@ impl SsoLayerBuilder {
             strip_session_token: self.strip_session_token,
             logout_url: self.logout_url,
             ui_settings: self.ui_settings,
-            cache: self
-                .cache
-                .unwrap_or_else(|| BoxCloneSyncService::new(MokaVerifierCache::default())),
-            store: self
-                .store
-                .unwrap_or_else(|| BoxCloneSyncService::new(MemoryUserStore::default())),
+            cache: crate::metrics::count_cache_errors(
+                self.cache
+                    .unwrap_or_else(|| BoxCloneSyncService::new(MokaVerifierCache::default())),
+                &self.backends.verifier_cache,
+            ),
+            store: crate::metrics::count_store_errors(
+                self.store
+                    .unwrap_or_else(|| BoxCloneSyncService::new(MemoryUserStore::default())),
+                &self.backends.user_store,
+            ),
             revocations,
             backends: self.backends,
             clock,

@@ -169,6 +169,7 @@ pub mod hooks;
 pub mod http;
 pub mod identity;
 mod layer;
+pub mod metrics;
 pub mod oidc;
 mod path;
 pub mod policy;
