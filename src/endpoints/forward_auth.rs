@@ -95,7 +95,10 @@ pub(crate) fn check(shared: &Shared, parts: &Parts, envoy: bool) -> Response<Ful
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             return res;
         }
-        Err(err) => err,
+        Err(err) => {
+            crate::metrics::session_refused(err);
+            err
+        }
     };
     let original_path = match (envoy, &shared.paths.forward_auth) {
         (true, Some(auth)) => parts.uri.path().strip_prefix(auth.as_str()),

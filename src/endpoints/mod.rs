@@ -78,6 +78,7 @@ impl Endpoint {
             Endpoint::BackchannelLogout(_) => "backchannel_logout",
             Endpoint::NotFound => "not_found",
             Endpoint::MethodNotAllowed => "method_not_allowed",
+            Endpoint::ForwardAuth { .. } => "forward_auth",
         }
     }
 
