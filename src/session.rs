@@ -23,6 +23,8 @@ use crate::identity::{Identity, IdentityData, UserRole};
 use crate::remembered::Principal;
 use crate::revocation::{RevokedSession, principal_keys};
 
+mod wire;
+
 /// The longest session token the gate will look at. Longer ones are refused without parsing.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
@@ -221,6 +223,9 @@ pub struct SessionCodec {
 
 struct CodecInner {
     encoding: EncodingKey,
+    /// Verifies the tokens with the header we write (all of ours).
+    wire: wire::WireKey,
+    /// Judges any other header, as jsonwebtoken does.
     decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
@@ -387,11 +392,14 @@ impl SessionCodec {
         // Expiry is checked against our own clock below.
         validation.validate_exp = false;
         validation.leeway = 0;
+        let header = serde_json::to_vec(&Header::new(Algorithm::HS256)).unwrap_or_default();
+        let wire = wire::WireKey::new(&key, &header);
         let verified = crate::remembered::Remembered::new(remembered);
         let revoked = RevokedSessions::new();
         Self {
             inner: Arc::new(CodecInner {
                 encoding,
+                wire,
                 decoding,
                 validation,
                 ttl,
@@ -514,21 +522,19 @@ impl SessionCodec {
         if token.len() > MAX_TOKEN_LEN {
             return Err(SessionError::TooLong);
         }
-        let data = jsonwebtoken::decode::<SessionClaims>(
-            token,
-            &self.inner.decoding,
-            &self.inner.validation,
-        )
-        .map_err(|_| SessionError::Invalid)?;
-        let claims = data.claims;
-        if claims.exp <= now {
+        let parts = self.decode(token).ok_or(SessionError::Invalid)?;
+        if parts.data.expires_at <= now {
             return Err(SessionError::Expired);
         }
-        let principal = principal_of(&claims);
-        if self.inner.revoked.refuses(&claims.jti, &principal) {
+        let principal = parts.principal();
+        if self
+            .inner
+            .revoked
+            .refuses(&parts.data.session_id, &principal)
+        {
             return Err(SessionError::Revoked);
         }
-        let identity = identity_from(claims);
+        let identity = Identity::new(parts.data);
         self.inner
             .verified
             .insert(token, identity.clone(), principal.clone(), now);
@@ -543,6 +549,22 @@ impl SessionCodec {
             return Err(SessionError::Revoked);
         }
         Ok(identity)
+    }
+
+    /// The claims of a correctly signed session token of ours (expiry and revocation not
+    /// checked yet). Tokens with the header we write take the fast decoder; any other header is
+    /// judged by jsonwebtoken.
+    fn decode(&self, token: &str) -> Option<SessionParts> {
+        match wire::decode(token, &self.inner.wire) {
+            Ok(parts) => parts,
+            Err(wire::OtherHeader) => jsonwebtoken::decode::<SessionClaims>(
+                token,
+                &self.inner.decoding,
+                &self.inner.validation,
+            )
+            .ok()
+            .map(|data| SessionParts::from(data.claims)),
+        }
     }
 
     /// Revokes the session with id `session_id` (expiring at `expires_at`) in this process: later
@@ -580,31 +602,55 @@ impl SessionCodec {
     }
 }
 
-/// The `sid:`/`sub:` revocation keys and issue time of a session.
-fn principal_of(claims: &SessionClaims) -> Principal {
-    let Some(idp) = claims.idp.as_deref() else {
-        return Principal::default();
-    };
-    let (sid_key, sub_key) = principal_keys(idp, claims.sid.as_deref(), claims.sub.as_deref());
-    Principal {
-        sid_key: sid_key.map(String::into_boxed_str),
-        sub_key: sub_key.map(String::into_boxed_str),
-        issued_at: claims.iat,
+/// What a verified session token says: the identity, and what ties it to an identity-provider
+/// session.
+pub(crate) struct SessionParts {
+    pub(crate) data: IdentityData,
+    pub(crate) issued_at: u64,
+    pub(crate) idp: Option<String>,
+    pub(crate) sid: Option<String>,
+    pub(crate) sub: Option<String>,
+}
+
+impl SessionParts {
+    /// The `sid:`/`sub:` revocation keys and issue time of the session.
+    fn principal(&self) -> Principal {
+        let Some(idp) = self.idp.as_deref() else {
+            return Principal::default();
+        };
+        let (sid_key, sub_key) = principal_keys(idp, self.sid.as_deref(), self.sub.as_deref());
+        Principal {
+            sid_key: sid_key.map(String::into_boxed_str),
+            sub_key: sub_key.map(String::into_boxed_str),
+            issued_at: self.issued_at,
+        }
+    }
+}
+
+impl From<SessionClaims> for SessionParts {
+    fn from(claims: SessionClaims) -> Self {
+        Self {
+            issued_at: claims.iat,
+            idp: claims.idp,
+            sid: claims.sid,
+            sub: claims.sub,
+            data: IdentityData {
+                user_id: claims.user_id,
+                email: claims.user_email,
+                display_name: claims.name,
+                role: claims.user_role,
+                team_ids: claims.teams,
+                provider: claims.provider,
+                attributes: claims.attrs,
+                session_id: claims.jti,
+                expires_at: claims.exp,
+            },
+        }
     }
 }
 
 fn identity_from(claims: SessionClaims) -> Identity {
-    Identity::new(IdentityData {
-        user_id: claims.user_id,
-        email: claims.user_email,
-        display_name: claims.name,
-        role: claims.user_role,
-        team_ids: claims.teams,
-        provider: claims.provider,
-        attributes: claims.attrs,
-        session_id: claims.jti,
-        expires_at: claims.exp,
-    })
+    Identity::new(SessionParts::from(claims).data)
 }
 
 /// Finds the value of cookie `name` in a `Cookie` header without parsing the other cookies.
@@ -743,7 +789,25 @@ pub(crate) fn session_token<'a>(
 }
 
 #[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    pub(crate) fn alice() -> NewSession {
+        NewSession {
+            user_id: "alice".into(),
+            email: Some("alice@example.com".into()),
+            display_name: Some("Alice".into()),
+            role: UserRole::InternalUser,
+            team_ids: vec!["t1".into()],
+            provider: Some("generic".into()),
+            attributes: serde_json::Map::new(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
+    use super::tests_support::alice;
     use super::*;
 
     fn codec(clock: Clock) -> SessionCodec {
@@ -754,18 +818,6 @@ mod tests {
             clock,
             100,
         )
-    }
-
-    fn alice() -> NewSession {
-        NewSession {
-            user_id: "alice".into(),
-            email: Some("alice@example.com".into()),
-            display_name: Some("Alice".into()),
-            role: UserRole::InternalUser,
-            team_ids: vec!["t1".into()],
-            provider: Some("generic".into()),
-            attributes: serde_json::Map::new(),
-        }
     }
 
     #[test]
