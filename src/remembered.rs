@@ -60,8 +60,7 @@ pub(crate) struct Remembered {
     per_shard: usize,
 }
 
-fn fingerprint(token: &str) -> u64 {
-    let b = token.as_bytes();
+fn fingerprint(b: &[u8]) -> u64 {
     let tail = &b[b.len().saturating_sub(TAIL)..];
     let mut fp = b.len() as u64;
     for &byte in tail {
@@ -93,12 +92,13 @@ impl Remembered {
         lock.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The identity of `token`, if it was remembered (expired or not: the caller checks).
-    pub(crate) fn get(&self, token: &str) -> Option<Identity> {
+    /// The identity of `token`, if it was remembered (expired or not: the caller checks). Byte
+    /// for byte: a hit is a token that is text.
+    pub(crate) fn get(&self, token: &[u8]) -> Option<Identity> {
         let fp = fingerprint(token);
         let shard = Self::read(self.shard(fp));
         match shard.get(&fp) {
-            Some((stored, identity, _)) if **stored == *token => Some(identity.clone()),
+            Some((stored, identity, _)) if stored.as_bytes() == token => Some(identity.clone()),
             _ => None,
         }
     }
@@ -108,7 +108,7 @@ impl Remembered {
         if self.per_shard == 0 {
             return;
         }
-        let fp = fingerprint(token);
+        let fp = fingerprint(token.as_bytes());
         let mut shard = Self::write(self.shard(fp));
         if shard.len() >= self.per_shard && !shard.contains_key(&fp) {
             shard.retain(|_, (_, id, _)| id.expires_at() > now);
@@ -121,7 +121,7 @@ impl Remembered {
 
     /// Forgets `token`.
     pub(crate) fn remove(&self, token: &str) {
-        let fp = fingerprint(token);
+        let fp = fingerprint(token.as_bytes());
         let mut shard = Self::write(self.shard(fp));
         if shard
             .get(&fp)
@@ -180,13 +180,13 @@ mod tests {
             Principal::default(),
             0,
         );
-        assert_eq!(r.get("aaaa.bbbb.SIGNATURE").unwrap().session_id(), "s1");
+        assert_eq!(r.get(b"aaaa.bbbb.SIGNATURE").unwrap().session_id(), "s1");
         // Same length and tail, different body: same fingerprint, not the same token.
-        assert!(r.get("xxxx.yyyy.SIGNATURE").is_none());
+        assert!(r.get(b"xxxx.yyyy.SIGNATURE").is_none());
         r.remove("xxxx.yyyy.SIGNATURE");
-        assert!(r.get("aaaa.bbbb.SIGNATURE").is_some());
+        assert!(r.get(b"aaaa.bbbb.SIGNATURE").is_some());
         r.remove("aaaa.bbbb.SIGNATURE");
-        assert!(r.get("aaaa.bbbb.SIGNATURE").is_none());
+        assert!(r.get(b"aaaa.bbbb.SIGNATURE").is_none());
     }
 
     #[test]
@@ -204,7 +204,7 @@ mod tests {
         // At `now` = 20 every stored entry is expired: inserting prunes them rather than
         // emptying the shard of live ones.
         r.insert("token-live", id("live", 100), Principal::default(), 20);
-        assert!(r.get("token-live").is_some());
+        assert!(r.get(b"token-live").is_some());
     }
 
     #[test]
@@ -214,8 +214,8 @@ mod tests {
         r.insert("t2-bbbbbbbb", id("s1", 100), Principal::default(), 0);
         r.insert("t3-cccccccc", id("s2", 100), Principal::default(), 0);
         r.remove_session("s1");
-        assert!(r.get("t1-aaaaaaaa").is_none() && r.get("t2-bbbbbbbb").is_none());
-        assert!(r.get("t3-cccccccc").is_some());
+        assert!(r.get(b"t1-aaaaaaaa").is_none() && r.get(b"t2-bbbbbbbb").is_none());
+        assert!(r.get(b"t3-cccccccc").is_some());
         let p = |sid: &str, iat: u64| Principal {
             sid_key: Some(format!("sid:idp|{sid}").into()),
             sub_key: Some("sub:idp|alice".into()),
@@ -225,13 +225,13 @@ mod tests {
         r.insert("t5-eeeeeeee", id("s5", 100), p("y", 10), 0);
         r.insert("t6-ffffffff", id("s6", 100), p("y", 30), 0);
         r.remove_principal("sid:idp|x", 20);
-        assert!(r.get("t4-dddddddd").is_none() && r.get("t5-eeeeeeee").is_some());
+        assert!(r.get(b"t4-dddddddd").is_none() && r.get(b"t5-eeeeeeee").is_some());
         // Issued after the bound: kept.
         r.remove_principal("sub:idp|alice", 20);
-        assert!(r.get("t5-eeeeeeee").is_none() && r.get("t6-ffffffff").is_some());
-        assert!(r.get("t3-cccccccc").is_some());
+        assert!(r.get(b"t5-eeeeeeee").is_none() && r.get(b"t6-ffffffff").is_some());
+        assert!(r.get(b"t3-cccccccc").is_some());
         let none = Remembered::new(0);
         none.insert("t", id("s", 100), Principal::default(), 0);
-        assert!(none.get("t").is_none());
+        assert!(none.get(b"t").is_none());
     }
 }

@@ -12,7 +12,7 @@ use crate::headers::{
     remove_session_cookie, remove_session_credential, set_identity_headers, strip_identity_headers,
 };
 use crate::layer::{Shared, SsoLayer};
-use crate::session::session_token;
+use crate::session::session_credential;
 use std::sync::Arc;
 
 /// The service [`SsoLayer`] wraps around an inner service.
@@ -111,8 +111,8 @@ where
         }
 
         // 3. Everything else needs a valid session.
-        let verified = session_token(req.headers(), &self.shared.cookie.name)
-            .and_then(|token| self.shared.sessions.verify(token));
+        let verified = session_credential(req.headers(), &self.shared.cookie.name)
+            .and_then(|credential| self.shared.sessions.verify_credential(&credential));
         match verified {
             Ok(identity) => {
                 if self.shared.strip_session_token {

@@ -23,6 +23,8 @@ use crate::identity::{Identity, IdentityData, UserRole};
 use crate::remembered::Principal;
 use crate::revocation::{RevokedSession, principal_keys};
 
+mod wire;
+
 /// The longest session token the gate will look at. Longer ones are refused without parsing.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
@@ -221,6 +223,9 @@ pub struct SessionCodec {
 
 struct CodecInner {
     encoding: EncodingKey,
+    /// Verifies the tokens with the header we write (all of ours).
+    wire: wire::WireKey,
+    /// Judges any other header, as jsonwebtoken does.
     decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
@@ -387,11 +392,14 @@ impl SessionCodec {
         // Expiry is checked against our own clock below.
         validation.validate_exp = false;
         validation.leeway = 0;
+        let header = serde_json::to_vec(&Header::new(Algorithm::HS256)).unwrap_or_default();
+        let wire = wire::WireKey::new(&key, &header);
         let verified = crate::remembered::Remembered::new(remembered);
         let revoked = RevokedSessions::new();
         Self {
             inner: Arc::new(CodecInner {
                 encoding,
+                wire,
                 decoding,
                 validation,
                 ttl,
@@ -505,31 +513,35 @@ impl SessionCodec {
     /// A token verified before is answered from memory (one lookup), still subject to expiry.
     pub fn verify(&self, token: &str) -> Result<Identity, SessionError> {
         let now = self.inner.clock.now();
-        if let Some(identity) = self.inner.verified.get(token) {
+        if let Some(identity) = self.inner.verified.get(token.as_bytes()) {
             if identity.expires_at() <= now {
                 return Err(SessionError::Expired);
             }
             crate::metrics::session_verified(true);
             return Ok(identity);
         }
+        self.verify_in_full(token, now)
+    }
+
+    /// Verifies a token that is not remembered (or, from `verify_credential`, one whose
+    /// remembered twin came in a header that is not text).
+    fn verify_in_full(&self, token: &str, now: u64) -> Result<Identity, SessionError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(SessionError::TooLong);
         }
-        let data = jsonwebtoken::decode::<SessionClaims>(
-            token,
-            &self.inner.decoding,
-            &self.inner.validation,
-        )
-        .map_err(|_| SessionError::Invalid)?;
-        let claims = data.claims;
-        if claims.exp <= now {
+        let parts = self.decode(token).ok_or(SessionError::Invalid)?;
+        if parts.data.expires_at <= now {
             return Err(SessionError::Expired);
         }
-        let principal = principal_of(&claims);
-        if self.inner.revoked.refuses(&claims.jti, &principal) {
+        let principal = parts.principal();
+        if self
+            .inner
+            .revoked
+            .refuses(&parts.data.session_id, &principal)
+        {
             return Err(SessionError::Revoked);
         }
-        let identity = identity_from(claims);
+        let identity = Identity::new(parts.data);
         self.inner
             .verified
             .insert(token, identity.clone(), principal.clone(), now);
@@ -545,6 +557,42 @@ impl SessionCodec {
         }
         crate::metrics::session_verified(false);
         Ok(identity)
+    }
+
+    /// The claims of a correctly signed session token of ours (expiry and revocation not
+    /// checked yet). Tokens with the header we write take the fast decoder; any other header is
+    /// judged by jsonwebtoken.
+    fn decode(&self, token: &str) -> Option<SessionParts> {
+        match wire::decode(token, &self.inner.wire) {
+            Ok(parts) => parts,
+            Err(wire::OtherHeader) => jsonwebtoken::decode::<SessionClaims>(
+                token,
+                &self.inner.decoding,
+                &self.inner.validation,
+            )
+            .ok()
+            .map(|data| SessionParts::from(data.claims)),
+        }
+    }
+
+    /// [`verify`](Self::verify) of a request's [`Credential`]: a remembered session is found by
+    /// the token's bytes, without checking first that they are text; anything else is
+    /// verified as [`session_token`] and `verify` would.
+    pub(crate) fn verify_credential(
+        &self,
+        credential: &Credential<'_>,
+    ) -> Result<Identity, SessionError> {
+        let now = self.inner.clock.now();
+        if let Some(identity) = self.inner.verified.get(credential.token())
+            && credential.is_text_if_token_is()
+        {
+            if identity.expires_at() <= now {
+                return Err(SessionError::Expired);
+            }
+            return Ok(identity);
+        }
+        let token = credential.text().ok_or(SessionError::Missing)?;
+        self.verify_in_full(token, now)
     }
 
     /// Revokes the session with id `session_id` (expiring at `expires_at`) in this process: later
@@ -582,31 +630,55 @@ impl SessionCodec {
     }
 }
 
-/// The `sid:`/`sub:` revocation keys and issue time of a session.
-fn principal_of(claims: &SessionClaims) -> Principal {
-    let Some(idp) = claims.idp.as_deref() else {
-        return Principal::default();
-    };
-    let (sid_key, sub_key) = principal_keys(idp, claims.sid.as_deref(), claims.sub.as_deref());
-    Principal {
-        sid_key: sid_key.map(String::into_boxed_str),
-        sub_key: sub_key.map(String::into_boxed_str),
-        issued_at: claims.iat,
+/// What a verified session token says: the identity, and what ties it to an identity-provider
+/// session.
+pub(crate) struct SessionParts {
+    pub(crate) data: IdentityData,
+    pub(crate) issued_at: u64,
+    pub(crate) idp: Option<String>,
+    pub(crate) sid: Option<String>,
+    pub(crate) sub: Option<String>,
+}
+
+impl SessionParts {
+    /// The `sid:`/`sub:` revocation keys and issue time of the session.
+    fn principal(&self) -> Principal {
+        let Some(idp) = self.idp.as_deref() else {
+            return Principal::default();
+        };
+        let (sid_key, sub_key) = principal_keys(idp, self.sid.as_deref(), self.sub.as_deref());
+        Principal {
+            sid_key: sid_key.map(String::into_boxed_str),
+            sub_key: sub_key.map(String::into_boxed_str),
+            issued_at: self.issued_at,
+        }
+    }
+}
+
+impl From<SessionClaims> for SessionParts {
+    fn from(claims: SessionClaims) -> Self {
+        Self {
+            issued_at: claims.iat,
+            idp: claims.idp,
+            sid: claims.sid,
+            sub: claims.sub,
+            data: IdentityData {
+                user_id: claims.user_id,
+                email: claims.user_email,
+                display_name: claims.name,
+                role: claims.user_role,
+                team_ids: claims.teams,
+                provider: claims.provider,
+                attributes: claims.attrs,
+                session_id: claims.jti,
+                expires_at: claims.exp,
+            },
+        }
     }
 }
 
 fn identity_from(claims: SessionClaims) -> Identity {
-    Identity::new(IdentityData {
-        user_id: claims.user_id,
-        email: claims.user_email,
-        display_name: claims.name,
-        role: claims.user_role,
-        team_ids: claims.teams,
-        provider: claims.provider,
-        attributes: claims.attrs,
-        session_id: claims.jti,
-        expires_at: claims.exp,
-    })
+    Identity::new(SessionParts::from(claims).data)
 }
 
 /// Finds the value of cookie `name` in a `Cookie` header without parsing the other cookies.
@@ -627,10 +699,10 @@ pub(crate) fn find_cookie_and_rest<'a>(
 ) -> Option<(&'a [u8], &'a [u8])> {
     // The same as `header.split(';').find_map(..)`, with a faster search for the `;` that ends a
     // pair: the pair we are after is a ~700-byte token, and `split` looks for `;` a byte at a
-    // time.
+    // time (`memchr`, 16 or 32 at a time).
     let mut rest = header;
     loop {
-        let (pair, next) = match find_semicolon(rest) {
+        let (pair, next) = match memchr::memchr(b';', rest) {
             Some(i) => (&rest[..i], Some(&rest[i + 1..])),
             None => (rest, None),
         };
@@ -656,22 +728,29 @@ fn trim_quotes(mut value: &[u8]) -> &[u8] {
     value
 }
 
-/// The position of the first `;` in `bytes`, looked for a block at a time (the compiler turns
-/// each block's test into a few vector instructions; `memchr` in `core` goes a word at a time).
-fn find_semicolon(bytes: &[u8]) -> Option<usize> {
-    const BLOCK: usize = 32;
-    let mut blocks = bytes.chunks_exact(BLOCK);
-    let mut offset = 0;
-    for block in &mut blocks {
-        if block.iter().fold(0u8, |hit, &b| hit | u8::from(b == b';')) != 0 {
-            break;
-        }
-        offset += BLOCK;
+/// `value` as text when it is visible ASCII or tabs only: the rule of `HeaderValue::to_str`.
+fn header_text(value: &[u8]) -> Option<&str> {
+    if is_visible_ascii(value) {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
     }
-    bytes[offset..]
-        .iter()
-        .position(|&b| b == b';')
-        .map(|i| offset + i)
+}
+
+/// Whether `value` is visible ASCII or tabs only, checked a block at a time (`to_str` goes a
+/// byte at a time with an early exit, which costs about as much as the rest of the gate on a
+/// 700-byte Bearer token).
+fn is_visible_ascii(value: &[u8]) -> bool {
+    const BLOCK: usize = 32;
+    let visible = |b: u8| (0x20..0x7f).contains(&b) || b == b'\t';
+    let mut blocks = value.chunks_exact(BLOCK);
+    for block in &mut blocks {
+        // No early exit inside a block: the compiler tests it with a few vector instructions.
+        if !block.iter().fold(true, |ok, &b| ok & visible(b)) {
+            return false;
+        }
+    }
+    blocks.remainder().iter().all(|&b| visible(b))
 }
 
 /// Stands for a cookie value that is not UTF-8 (never a valid token).
@@ -687,18 +766,34 @@ pub(crate) fn unique_cookie<'a>(
     headers: &'a http::HeaderMap,
     name: &str,
 ) -> Result<Option<&'a str>, AmbiguousCookie> {
-    let mut found: Option<&str> = None;
+    Ok(unique_cookie_bytes(headers, name)?.map(cookie_text))
+}
+
+/// A cookie value as text: a value that is not UTF-8 is [`NOT_TEXT`] (never a valid token).
+fn cookie_text(value: &[u8]) -> &str {
+    std::str::from_utf8(value).unwrap_or(NOT_TEXT)
+}
+
+/// [`unique_cookie`] before the value is known to be text (which a remembered session does not
+/// need: it is compared byte for byte with a token that is text). Two values differ exactly
+/// when their texts do: a value under our name that is not UTF-8 is no token of ours, but it is
+/// a value, and it counts (as [`NOT_TEXT`]) so ambiguity is still detected.
+fn unique_cookie_bytes<'a>(
+    headers: &'a http::HeaderMap,
+    name: &str,
+) -> Result<Option<&'a [u8]>, AmbiguousCookie> {
+    let mut found: Option<&[u8]> = None;
     for value in headers.get_all(http::header::COOKIE) {
         // Byte-wise: a header that is not UTF-8 (another app's Latin-1 cookie) still holds ours.
         let mut rest = value.as_bytes();
         while let Some((v, after)) = find_cookie_and_rest(rest, name.as_bytes()) {
-            // A value under our name that is not text is no token of ours, but it is a value:
-            // it counts (as something that never verifies) so ambiguity is still detected.
-            let v = std::str::from_utf8(v).unwrap_or(NOT_TEXT);
             if !v.is_empty() {
                 match found {
-                    Some(seen) if seen != v => return Err(AmbiguousCookie),
-                    _ => found = Some(v),
+                    Some(seen) if seen != v && cookie_text(seen) != cookie_text(v) => {
+                        return Err(AmbiguousCookie);
+                    }
+                    Some(_) => {}
+                    None => found = Some(v),
                 }
             }
             rest = after;
@@ -725,27 +820,112 @@ pub(crate) fn session_token<'a>(
     headers: &'a http::HeaderMap,
     cookie_name: &str,
 ) -> Result<&'a str, SessionError> {
-    if let Some(token) =
-        unique_cookie(headers, cookie_name).map_err(|AmbiguousCookie| SessionError::Ambiguous)?
-    {
-        return Ok(token);
-    }
-    let auth = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(SessionError::Missing)?;
-    match auth.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(token.trim())
+    session_credential(headers, cookie_name)?
+        .text()
+        .ok_or(SessionError::Missing)
+}
+
+/// Where a request's session token is, before it is known to be text: what the gate looks up
+/// among the remembered sessions, byte for byte (a hit is a token that is text).
+/// [`Credential::text`] is [`session_token`]'s answer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Credential<'a> {
+    /// The value of the session cookie.
+    Cookie(&'a [u8]),
+    /// `Authorization: Bearer`: the header's value; the token is `header[start..end]`.
+    Bearer {
+        header: &'a [u8],
+        start: usize,
+        end: usize,
+    },
+}
+
+impl<'a> Credential<'a> {
+    /// The token's bytes.
+    pub(crate) fn token(&self) -> &'a [u8] {
+        match *self {
+            Credential::Cookie(v) => v,
+            Credential::Bearer { header, start, end } => &header[start..end],
         }
-        _ => Err(SessionError::Missing),
+    }
+
+    /// The token as text: a cookie value that is not UTF-8 is [`NOT_TEXT`]; `None` when the
+    /// `Authorization` header is not text (visible ASCII), as `HeaderValue::to_str` has it.
+    pub(crate) fn text(&self) -> Option<&'a str> {
+        match *self {
+            Credential::Cookie(v) => Some(cookie_text(v)),
+            Credential::Bearer { header, start, end } => Some(&header_text(header)?[start..end]),
+        }
+    }
+
+    /// Whether [`text`](Self::text) is the token's bytes as they are, given that those bytes
+    /// are visible ASCII (a remembered token's are): for a Bearer token, whether the rest of
+    /// the header is visible ASCII too. A few bytes' checks, not a pass over the token.
+    fn is_text_if_token_is(&self) -> bool {
+        match *self {
+            Credential::Cookie(_) => true,
+            Credential::Bearer { header, start, end } => {
+                is_visible_ascii(&header[..start]) && is_visible_ascii(&header[end..])
+            }
+        }
+    }
+}
+
+/// The request's session [`Credential`]: the `name` cookie, else `Authorization: Bearer`; the
+/// same choices and refusals as [`session_token`], which is built on it.
+pub(crate) fn session_credential<'a>(
+    headers: &'a http::HeaderMap,
+    cookie_name: &str,
+) -> Result<Credential<'a>, SessionError> {
+    if let Some(value) = unique_cookie_bytes(headers, cookie_name)
+        .map_err(|AmbiguousCookie| SessionError::Ambiguous)?
+    {
+        return Ok(Credential::Cookie(value));
+    }
+    let header = headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or(SessionError::Missing)?
+        .as_bytes();
+    // `split_once(' ')`, a case-insensitive `bearer`, a trimmed non-empty token. On text
+    // (visible ASCII and tabs) `str::trim` and `trim_ascii` remove the same (spaces, tabs); a
+    // header that is not text is refused by `Credential::text`.
+    let space = memchr::memchr(b' ', header).ok_or(SessionError::Missing)?;
+    if !header[..space].eq_ignore_ascii_case(b"bearer") {
+        return Err(SessionError::Missing);
+    }
+    let rest = &header[space + 1..];
+    let token = rest.trim_ascii();
+    if token.is_empty() {
+        return Err(SessionError::Missing);
+    }
+    let start = space + 1 + (rest.len() - rest.trim_ascii_start().len());
+    Ok(Credential::Bearer {
+        header,
+        start,
+        end: start + token.len(),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    pub(crate) fn alice() -> NewSession {
+        NewSession {
+            user_id: "alice".into(),
+            email: Some("alice@example.com".into()),
+            display_name: Some("Alice".into()),
+            role: UserRole::InternalUser,
+            team_ids: vec!["t1".into()],
+            provider: Some("generic".into()),
+            attributes: serde_json::Map::new(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::tests_support::alice;
     use super::*;
 
     fn codec(clock: Clock) -> SessionCodec {
@@ -756,18 +936,6 @@ mod tests {
             clock,
             100,
         )
-    }
-
-    fn alice() -> NewSession {
-        NewSession {
-            user_id: "alice".into(),
-            email: Some("alice@example.com".into()),
-            display_name: Some("Alice".into()),
-            role: UserRole::InternalUser,
-            team_ids: vec!["t1".into()],
-            provider: Some("generic".into()),
-            attributes: serde_json::Map::new(),
-        }
     }
 
     #[test]
@@ -1023,6 +1191,81 @@ mod tests {
         h.insert(http::header::AUTHORIZATION, "Basic xyz".parse().unwrap());
         h.remove(http::header::COOKIE);
         assert_eq!(token_from_headers(&h, "token"), None);
+    }
+
+    #[test]
+    fn the_gate_s_credential_lookup_agrees_with_session_token_and_verify() {
+        let c = codec(Clock::manual());
+        let (token, id) = c.issue(alice()).unwrap();
+        // Remembered: the byte-wise lookup is the one taken.
+        c.verify(&token).unwrap();
+        let cookie = |v: &[u8]| (http::header::COOKIE, v.to_vec());
+        let auth = |v: &[u8]| (http::header::AUTHORIZATION, v.to_vec());
+        let t = token.as_bytes();
+        let cases: Vec<Vec<(http::HeaderName, Vec<u8>)>> = vec![
+            vec![cookie(&[b"a=1; token=", t, b"; b=2"].concat())],
+            vec![cookie(&[b"token=\"", t, b"\""].concat())],
+            vec![
+                cookie(&[b"token=", t].concat()),
+                cookie(&[b"x=1;token=", t].concat()),
+            ],
+            vec![cookie(&[b"token=", t].concat()), cookie(b"token=other")],
+            vec![cookie(b"token=\xff"), cookie(b"token=\xfe")],
+            vec![cookie(&[b"token=\xff; token=", t].concat())],
+            vec![cookie(b"token=")],
+            vec![auth(&[b"Bearer ", t].concat())],
+            vec![auth(&[b"bEaReR \t  ", t, b" \t"].concat())],
+            vec![auth(&[b"Bearer ", t, b" \xe9"].concat())],
+            vec![auth(&[b"Bearer\xe9 ", t].concat())],
+            vec![auth(&[b"Bearer\t", t].concat())],
+            vec![auth(&[b"Basic ", t].concat())],
+            vec![auth(b"Bearer    ")],
+            vec![auth(&[b"Bearer ", &t[..t.len() - 1]].concat())],
+            vec![cookie(b"token="), auth(&[b"Bearer ", t].concat())],
+            vec![cookie(b"other=1"), auth(&[b"Bearer ", t].concat())],
+            vec![],
+        ];
+        let mut accepted = 0;
+        for headers in cases {
+            let mut h = http::HeaderMap::new();
+            for (name, value) in &headers {
+                h.append(name, http::HeaderValue::from_bytes(value).unwrap());
+            }
+            let expected = session_token(&h, "token").and_then(|t| c.verify(t));
+            let got = session_credential(&h, "token").and_then(|cr| c.verify_credential(&cr));
+            assert_eq!(got, expected, "{h:?}");
+            if let Ok(got) = got {
+                assert_eq!(got, id);
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, 7);
+    }
+
+    #[test]
+    fn header_text_is_the_rule_of_to_str() {
+        let mut samples: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        for n in [0, 1, 31, 32, 33, 63, 64, 65, 700] {
+            for bad in [
+                b'\x00', b'\x1f', b'\x7f', 0x80, 0xC3, 0xFF, b'\t', b' ', b'~',
+            ] {
+                let mut v = vec![b'a'; n];
+                v.push(bad);
+                v.extend_from_slice(b"xyz");
+                samples.push(v.clone());
+                v.insert(0, bad);
+                samples.push(v);
+            }
+            samples.push(vec![b'a'; n]);
+        }
+        samples.push("Bearer \u{e9}t\u{e9}".as_bytes().to_vec());
+        for s in samples {
+            let expected = http::HeaderValue::from_bytes(&s)
+                .ok()
+                .and_then(|v| v.to_str().ok().map(str::to_owned));
+            // A value `from_bytes` refuses (control characters) is not text either.
+            assert_eq!(header_text(&s).map(str::to_owned), expected, "{s:?}");
+        }
     }
 
     mod base64_helpers {

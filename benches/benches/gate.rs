@@ -6,6 +6,13 @@
 //! measured. Requests are built outside the timing (`iter_batched`, in small batches), and
 //! responses are dropped outside it too; the request itself is dropped inside (by the inner
 //! service), in the baseline as well.
+//!
+//! Peers, same request and same bare inner service: `p_tower_http_bearer` (tower-http's
+//! `ValidateRequestHeaderLayer::bearer`, a constant-token compare: the floor of any check) and
+//! `q_axum_login` (axum-login 0.18 over tower-sessions 0.14 with its `MemoryStore`, a user
+//! logged in for real at setup; the inner service checks `AuthSession::user` as
+//! `login_required!` does). Both complete on the first poll like the layer, so no runtime is
+//! involved in any row (checked: a row that returned `Pending` would panic).
 
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
@@ -15,11 +22,14 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use axum_login::{AuthManagerLayerBuilder, AuthSession, AuthUser, AuthnBackend, UserId};
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion};
 use http::{Request, Response, StatusCode};
 use http_body_util::Empty;
 use tower::{Layer, Service};
+use tower_http::validate_request::ValidateRequestHeaderLayer;
+use tower_sessions::{MemoryStore, SessionManagerLayer};
 use tower_sso::session::{NewSession, find_cookie};
 use tower_sso::{SsoLayer, UserRole};
 
@@ -47,6 +57,134 @@ impl Service<Request<Body>> for Bare {
         black_box(&req);
         ready(Ok(Response::new(Body::new())))
     }
+}
+
+/// The user of the axum-login peer, as an in-memory backend holds it.
+#[derive(Clone, Debug)]
+struct PeerUser {
+    id: u64,
+    name: String,
+    auth_hash: Vec<u8>,
+}
+
+impl AuthUser for PeerUser {
+    type Id = u64;
+
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn session_auth_hash(&self) -> &[u8] {
+        &self.auth_hash
+    }
+}
+
+/// axum-login's backend: one user in memory; credentials are its id.
+#[derive(Clone)]
+struct PeerBackend {
+    user: PeerUser,
+}
+
+impl AuthnBackend for PeerBackend {
+    type User = PeerUser;
+    type Credentials = u64;
+    type Error = Infallible;
+
+    async fn authenticate(&self, id: u64) -> Result<Option<PeerUser>, Infallible> {
+        Ok((id == self.user.id).then(|| self.user.clone()))
+    }
+
+    async fn get_user(&self, id: &UserId<Self>) -> Result<Option<PeerUser>, Infallible> {
+        Ok((*id == self.user.id).then(|| self.user.clone()))
+    }
+}
+
+/// The protected route behind axum-login: 200 with a logged-in user (what `login_required!`
+/// checks), 401 without.
+#[derive(Clone, Copy)]
+struct PeerProtected;
+
+impl Service<Request<Body>> for PeerProtected {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let logged_in = req
+            .extensions()
+            .get::<AuthSession<PeerBackend>>()
+            .is_some_and(|s| {
+                s.user
+                    .as_ref()
+                    .is_some_and(|u| !black_box(&u.name).is_empty())
+            });
+        black_box(&req);
+        let mut res = Response::new(Body::new());
+        if !logged_in {
+            *res.status_mut() = StatusCode::UNAUTHORIZED;
+        }
+        ready(Ok(res))
+    }
+}
+
+/// A logged-in axum-login session: the layer, and the `name=value` of its session cookie from
+/// a real login (through the same layer and store).
+fn axum_login_peer() -> (
+    axum_login::AuthManagerLayer<PeerBackend, MemoryStore>,
+    String,
+) {
+    let backend = PeerBackend {
+        user: PeerUser {
+            id: 42,
+            name: "alice.example".into(),
+            auth_hash: b"password-hash-of-alice".to_vec(),
+        },
+    };
+    let sessions = SessionManagerLayer::new(MemoryStore::default()).with_secure(false);
+    let auth = AuthManagerLayerBuilder::new(backend, sessions).build();
+    let mut login = auth.layer(tower::service_fn(|req: Request<Body>| async move {
+        let mut session = req
+            .extensions()
+            .get::<AuthSession<PeerBackend>>()
+            .cloned()
+            .expect("AuthSession");
+        let user = session.authenticate(42).await.ok().flatten().expect("user");
+        session.login(&user).await.expect("login");
+        Ok::<_, Infallible>(Response::new(Body::new()))
+    }));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let res = rt.block_on(async {
+        std::future::poll_fn(|cx| login.poll_ready(cx))
+            .await
+            .expect("ready");
+        login
+            .call(request("/login", &[]))
+            .await
+            .expect("login response")
+    });
+    let set_cookie = res
+        .headers()
+        .get(http::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .expect("a session cookie");
+    let pair = set_cookie.split(';').next().expect("name=value").to_owned();
+    (auth, pair)
+}
+
+/// [`one`], kept out of line: the unit callgrind counts instructions of (`--toggle-collect`,
+/// see `BENCHMARKS.md`). Each service type has its own copy, named after it.
+#[inline(never)]
+fn measured<S, B>(svc: &mut S, req: Request<Body>) -> Response<B>
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible>,
+{
+    one(svc, req)
 }
 
 /// One request through `svc`: `poll_ready`, `call`, one poll of the future.
@@ -130,7 +268,24 @@ fn benches(c: &mut Criterion) {
     g.bench_function("a_bare", |b| {
         b.iter_batched(
             || request("/api/v1/models", &[("cookie", &cookie)]),
-            |req| one(&mut bare, req),
+            |req| measured(&mut bare, req),
+            BATCH,
+        )
+    });
+
+    // (a2) The floor of any gate that hands the inner service an identity the way this layer
+    // does: the bare service, plus inserting a clone of an already-known `Identity` (one
+    // reference count) into the request's empty extensions (three allocations, freed when the
+    // request is dropped). Same request as (b).
+    let known = warm.sessions().verify(&token).expect("valid");
+    let mut floor = tower::service_fn(|mut req: Request<Body>| {
+        req.extensions_mut().insert(known.clone());
+        bare.call(req)
+    });
+    g.bench_function("a2_floor_identity_insert", |b| {
+        b.iter_batched(
+            || request("/api/v1/models", &[("cookie", &cookie)]),
+            |req| measured(&mut floor, req),
             BATCH,
         )
     });
@@ -142,7 +297,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("b_cookie_warm", |b| {
         b.iter_batched(
             || request("/api/v1/models", &[("cookie", &cookie)]),
-            |req| one(&mut svc, req),
+            |req| measured(&mut svc, req),
             BATCH,
         )
     });
@@ -156,7 +311,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("c_bearer_warm", |b| {
         b.iter_batched(
             || request("/api/v1/models", &[("authorization", &bearer)]),
-            |req| one(&mut svc, req),
+            |req| measured(&mut svc, req),
             BATCH,
         )
     });
@@ -175,7 +330,7 @@ fn benches(c: &mut Criterion) {
                 )
             },
             |req| {
-                let res = one(&mut cold_svc, req);
+                let res = measured(&mut cold_svc, req);
                 debug_assert_eq!(res.status(), StatusCode::OK);
                 res
             },
@@ -189,7 +344,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("e_public", |b| {
         b.iter_batched(
             || request("/health", &[("cookie", OTHER_COOKIES)]),
-            |req| one(&mut svc, req),
+            |req| measured(&mut svc, req),
             BATCH,
         )
     });
@@ -200,7 +355,53 @@ fn benches(c: &mut Criterion) {
     g.bench_function("f_unauthenticated_401", |b| {
         b.iter_batched(
             || request("/api/v1/models", &[]),
-            |req| one(&mut svc, req),
+            |req| measured(&mut svc, req),
+            BATCH,
+        )
+    });
+
+    // (p) Peer: tower-http's bearer check (a compare with one configured token), same request
+    // as (c).
+    // Deprecated in tower-http 0.6 as "too basic for real applications": that is the point
+    // here, it is the cheapest check there is.
+    #[allow(deprecated)]
+    let mut tower_http = ValidateRequestHeaderLayer::bearer(&token).layer(Bare);
+    let res = one(
+        &mut tower_http,
+        request("/api/v1/models", &[("authorization", &bearer)]),
+    );
+    assert_eq!(res.status(), StatusCode::OK);
+    g.bench_function("p_tower_http_bearer", |b| {
+        b.iter_batched(
+            || request("/api/v1/models", &[("authorization", &bearer)]),
+            |req| measured(&mut tower_http, req),
+            BATCH,
+        )
+    });
+
+    // (q) Peer: axum-login + tower-sessions (MemoryStore), a logged-in session cookie among
+    // the same five other cookies as (b).
+    let (auth, session_cookie) = axum_login_peer();
+    let peer_cookie = format!("{OTHER_COOKIES}; {session_cookie}");
+    let mut axum_login = auth.layer(PeerProtected);
+    let res = one(
+        &mut axum_login,
+        request("/api/v1/models", &[("cookie", &peer_cookie)]),
+    );
+    assert_eq!(res.status(), StatusCode::OK, "axum-login: logged in");
+    let res = one(
+        &mut axum_login,
+        request("/api/v1/models", &[("cookie", OTHER_COOKIES)]),
+    );
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "axum-login: no session"
+    );
+    g.bench_function("q_axum_login", |b| {
+        b.iter_batched(
+            || request("/api/v1/models", &[("cookie", &peer_cookie)]),
+            |req| measured(&mut axum_login, req),
             BATCH,
         )
     });
@@ -282,11 +483,14 @@ fn summary() {
     );
     for name in [
         "a_bare",
+        "a2_floor_identity_insert",
         "b_cookie_warm",
         "c_bearer_warm",
         "d_cookie_cold",
         "e_public",
         "f_unauthenticated_401",
+        "p_tower_http_bearer",
+        "q_axum_login",
         "h_verify_warm",
     ] {
         if let Some(ns) = median_ns("gate", name) {
@@ -296,6 +500,21 @@ fn summary() {
                 format!("{:+.0}", ns - base)
             };
             println!("{name:<24} {ns:>10.1} {over:>12} {:>8.2}", ns / base);
+        }
+    }
+    // The peers against the layer: extra ns over bare, as ratios.
+    let over = |name| median_ns("gate", name).map(|ns| ns - base);
+    for (peer, ours) in [
+        ("q_axum_login", "b_cookie_warm"),
+        ("q_axum_login", "c_bearer_warm"),
+        ("c_bearer_warm", "p_tower_http_bearer"),
+    ] {
+        if let (Some(p), Some(o)) = (over(peer), over(ours)) {
+            println!(
+                "{:<44} {:>8.1}",
+                format!("over bare: {peer} / {ours}"),
+                p / o
+            );
         }
     }
     if let Some(ours) = median_ns("cookie", "find_cookie") {
