@@ -589,6 +589,7 @@ impl SessionCodec {
             if identity.expires_at() <= now {
                 return Err(SessionError::Expired);
             }
+            crate::metrics::session_verified(true);
             return Ok(identity);
         }
         let token = credential.text().ok_or(SessionError::Missing)?;
