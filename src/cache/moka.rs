@@ -120,6 +120,25 @@ impl MokaVerifierCache {
         self.inner.entry_count()
     }
 
+    /// The approximate weight held, in the unit of the capacity: key and value bytes plus a
+    /// 64-byte overhead per entry (expired entries not yet evicted included).
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.weighted_size()
+    }
+
+    /// The capacity this cache was built with (see [`MokaVerifierCache::new`]).
+    pub fn max_capacity(&self) -> u64 {
+        self.inner.policy().max_capacity().unwrap_or(u64::MAX)
+    }
+
+    /// Runs moka's pending maintenance now (evictions, expirations), which it otherwise does
+    /// in small steps on later calls; [`entry_count`](Self::entry_count) and
+    /// [`weighted_size`](Self::weighted_size) are exact afterwards. For tests and metrics:
+    /// never needed for correctness.
+    pub async fn run_pending_tasks(&self) {
+        self.inner.run_pending_tasks().await;
+    }
+
     async fn put(&self, key: String, value: Bytes, ttl: Duration, only_if_absent: bool) -> bool {
         let now = Instant::now();
         let slot = Slot::new(value, ttl, now);

@@ -213,7 +213,10 @@ fn discovery(shared: &Shared, m: &Misbehaviour) -> Resp {
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
+            "id_token_signing_alg_values_supported": [match shared.signing_alg {
+                super::SigningAlg::Rs256 => "RS256",
+                super::SigningAlg::Es256 => "ES256",
+            }],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": auth_methods,
             "authorization_response_iss_parameter_supported": shared.iss_parameter,
