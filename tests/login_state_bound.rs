@@ -4,9 +4,9 @@
 //! while the cache is full. A login whose state was evicted is refused with a clear 401 and
 //! can simply be started again.
 //!
-//! The flood here is 200 000 starts in a debug build (about half a minute on two loaded cores;
+//! The flood here is 100 000 starts in a debug build (about 35 s of CPU, a minute on two loaded cores;
 //! `LOGIN_FLOOD_STARTS` overrides it) against a cache sized for 10 000 logins in flight, so the
-//! cache is full twenty times over. The one-million-start figure for the default capacity comes
+//! cache is full ten times over. The one-million-start figure for the default capacity comes
 //! from the release build: `cargo run --release --example login_flood` (see BENCHMARKS.md).
 
 mod common;
@@ -96,7 +96,7 @@ async fn a_flood_of_login_starts_stays_within_the_cache_bound_and_real_users_sti
     let starts: usize = std::env::var("LOGIN_FLOOD_STARTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+        .unwrap_or(100_000);
     const IN_FLIGHT: u64 = 10_000;
     let idp = es256_idp().await;
     let cache = Observed::new(IN_FLIGHT);
