@@ -82,9 +82,17 @@ async fn fixture() -> Fixture {
     Fixture {
         idp,
         app,
-        get: Client::builder(TokioExecutor::new()).build_http(),
-        post: Client::builder(TokioExecutor::new()).build_http(),
+        get: Client::builder(TokioExecutor::new()).build(connector()),
+        post: Client::builder(TokioExecutor::new()).build(connector()),
     }
+}
+
+/// A plain-HTTP connector with `TCP_NODELAY`, as the layer's own client has: without it, a
+/// request whose head and body go out in two writes waits on Nagle's algorithm.
+fn connector() -> HttpConnector {
+    let mut c = HttpConnector::new();
+    c.set_nodelay(true);
+    c
 }
 
 fn location<B>(res: &Response<B>) -> &str {
@@ -131,7 +139,10 @@ async fn provider_redirect(f: &Fixture, url: &str) -> String {
         .await
         .expect("provider");
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "provider /authorize");
-    location(&res).to_owned()
+    let to = location(&res).to_owned();
+    // Read to the end, so that the connection goes back to the pool, as a browser keeps it.
+    let _ = res.into_body().collect().await;
+    to
 }
 
 /// One whole login; returns the session cookie.

@@ -511,6 +511,7 @@ impl MockIdpBuilder {
                 issued: Issued::default(),
                 graph: entra::GraphState::default(),
                 sessions: HashMap::new(),
+                purged_at: Instant::now(),
             }),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -863,6 +864,8 @@ struct State {
     misbehaviour: Misbehaviour,
     key: Arc<SigningKey>,
     codes: HashMap<String, CodeGrant>,
+    /// When expired codes and access tokens were last dropped ([`State::purge_expired`]).
+    purged_at: Instant,
     tokens: HashMap<String, AccessGrant>,
     requests: Vec<RecordedRequest>,
     issued: Issued,
@@ -870,6 +873,21 @@ struct State {
     /// The provider session (`sid`) of each signed-in user, by `sub`: the same for every login
     /// until [`MockIdp::logout_token`] ends it.
     sessions: HashMap<String, String>,
+}
+
+impl State {
+    /// Drops expired authorization codes and access tokens, at most once a second: scanning
+    /// them on every request would make each request cost more the longer the provider runs
+    /// (a benchmark issues thousands of codes a second, each kept for [`server::CODE_TTL`]).
+    fn purge_expired(&mut self, now: Instant) {
+        if now.duration_since(self.purged_at) < Duration::from_secs(1) {
+            return;
+        }
+        self.purged_at = now;
+        self.codes
+            .retain(|_, g| now.duration_since(g.issued) < server::CODE_TTL);
+        self.tokens.retain(|_, g| g.expires > now);
+    }
 }
 
 /// What an authorization code stands for.

@@ -37,7 +37,7 @@ use super::{
 /// Largest request body read (bigger ones get 413).
 const MAX_BODY: usize = 64 * 1024;
 /// How long an authorization code can be redeemed.
-const CODE_TTL: Duration = Duration::from_secs(600);
+pub(super) const CODE_TTL: Duration = Duration::from_secs(600);
 /// Access token lifetime (`expires_in`).
 const ACCESS_TTL_SECS: u64 = 3600;
 /// id_token lifetime.
@@ -301,9 +301,7 @@ fn authorize(shared: &Shared, m: &Misbehaviour, raw_params: &str, submitted: boo
     {
         let mut state = shared.lock();
         let now = Instant::now();
-        state
-            .codes
-            .retain(|_, g| now.duration_since(g.issued) < CODE_TTL);
+        state.purge_expired(now);
         state.codes.insert(
             code.clone(),
             CodeGrant {
@@ -555,7 +553,7 @@ fn token(shared: &Shared, m: &Misbehaviour, headers: &HeaderMap, body: &[u8]) ->
             state.key.clone(),
         );
         let now = Instant::now();
-        state.tokens.retain(|_, g| g.expires > now);
+        state.purge_expired(now);
         let expires = now + Duration::from_secs(ACCESS_TTL_SECS);
         state.tokens.insert(
             opaque.clone(),
