@@ -13,6 +13,9 @@
 //! - `GET /whoami` — the [`Identity`] as JSON (protected: 401 JSON without a session)
 //! - `GET /health` — public
 //! - `GET /sso/logout` — ends the session
+//! - `GET /sso/auth` — forward authentication for a reverse proxy in front of other apps: `200`
+//!   with `X-Forwarded-User` & co. for a valid session, else `401` with the login URL (see
+//!   `examples/forward_auth.rs`)
 //! - `GET /sso/debug/login` — the debug login (on with the built-in provider, else with
 //!   `SSO_DEBUG_ENABLED=true`): shows what a login would produce, sets no session
 //! - the CLI login: `cargo run --example cli_login` prints a URL to open, then the token
@@ -129,12 +132,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let sso = demo_app::layer(|k| env(k).or_else(|| defaults.get(k).cloned()))?;
     println!("state: {}", sso.backends());
+    let sso_forward_auth = sso.forward_auth_path().map(str::to_owned);
     let app = demo_app::router(sso);
 
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!(
         "tower-sso demo listening: open http://{listen}/ in a browser (GET /health is public)"
     );
+    if let Some(path) = sso_forward_auth {
+        println!("forward auth for a reverse proxy: GET http://{listen}{path}");
+    }
     demo_app::serve(listener, app).await?;
     Ok(())
 }

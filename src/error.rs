@@ -18,6 +18,8 @@ pub struct SsoError {
     kind: &'static str,
     message: Cow<'static, str>,
     param: Option<&'static str>,
+    /// Why a login was refused, when the kind and parameter do not tell (metrics only).
+    refusal: Option<crate::metrics::Refusal>,
 }
 
 impl SsoError {
@@ -32,6 +34,7 @@ impl SsoError {
             kind,
             message: message.into(),
             param: None,
+            refusal: None,
         }
     }
 
@@ -88,6 +91,18 @@ impl SsoError {
     pub fn with_param(mut self, param: &'static str) -> Self {
         self.param = Some(param);
         self
+    }
+
+    /// Names why a login was refused, for the `reason` label of the refused-logins metric, when
+    /// the kind and parameter do not tell.
+    pub(crate) fn with_refusal(mut self, refusal: crate::metrics::Refusal) -> Self {
+        self.refusal = Some(refusal);
+        self
+    }
+
+    /// The reason set with [`with_refusal`](Self::with_refusal), if any.
+    pub(crate) fn refusal(&self) -> Option<crate::metrics::Refusal> {
+        self.refusal
     }
 
     /// The HTTP status of the response.

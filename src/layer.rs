@@ -113,6 +113,12 @@ impl SsoLayer {
         SsoLayerBuilder::default()
     }
 
+    /// The full path of the forward-auth endpoint (`/sso/auth` by default), or `None` when it is
+    /// off ([`SsoLayerBuilder::forward_auth`]).
+    pub fn forward_auth_path(&self) -> Option<&str> {
+        self.shared.paths.forward_auth.as_deref()
+    }
+
     /// Where this layer keeps its state (verifier cache, user store, revocation feed), for a
     /// start-up line such as `println!("{}", layer.backends())`.
     pub fn backends(&self) -> &Backends {
@@ -198,6 +204,8 @@ impl std::fmt::Display for Backends {
 pub(crate) struct EndpointPaths {
     /// `{root}{prefix}` (for example `/sso`).
     pub(crate) prefix: String,
+    /// The forward-auth endpoint's full path (for example `/sso/auth`), if it is on.
+    pub(crate) forward_auth: Option<String>,
 }
 
 /// Session cookie attributes.
@@ -323,6 +331,8 @@ pub struct SsoLayerBuilder {
     header_sign_in: Option<HeaderSignIn>,
     debug_endpoints: bool,
     cli_token_duration: Option<Duration>,
+    forward_auth: Option<bool>,
+    forward_auth_path: Option<String>,
     pub(crate) env_problems: Vec<crate::config::ConfigError>,
 }
 
@@ -779,6 +789,27 @@ impl SsoLayerBuilder {
         self
     }
 
+    /// Serve the forward-auth endpoint (on by default) at `{root}{prefix}/auth`: a reverse proxy
+    /// (nginx `auth_request`, Traefik `forwardAuth`, Envoy `ext_authz`) asks it whether a request
+    /// has a session. `200` with the identity in `X-Forwarded-User`, `-Email`, `-Groups` and
+    /// `-Preferred-Username`, else `401` with the login URL in `X-Auth-Request-Redirect`
+    /// (`?redirect=true`: a `303` to it for a browser). The page the browser was going to is read
+    /// from `X-Original-URL` or `X-Forwarded-Proto`/`-Host`/`-Uri` only when the peer is a
+    /// [trusted proxy](Self::trusted_proxies), and passes the same open-redirect checks as any
+    /// `return_to`. The README's "Behind nginx / Traefik / Envoy" has working proxy
+    /// configurations.
+    pub fn forward_auth(mut self, on: bool) -> Self {
+        self.forward_auth = Some(on);
+        self
+    }
+
+    /// The forward-auth endpoint's path under the endpoint prefix (default `/auth`, so
+    /// `/sso/auth`). Must not clash with another endpoint.
+    pub fn forward_auth_path(mut self, path: impl Into<String>) -> Self {
+        self.forward_auth_path = Some(path.into());
+        self
+    }
+
     /// How long the session token a CLI login hands out lasts (default 24 hours;
     /// `LITELLM_CLI_JWT_EXPIRATION_HOURS`). At least one second.
     pub fn cli_token_duration(mut self, d: Duration) -> Self {
@@ -923,6 +954,22 @@ impl SsoLayerBuilder {
             }
         }
 
+        let forward_auth = if self.forward_auth.unwrap_or(true) {
+            let raw = self
+                .forward_auth_path
+                .as_deref()
+                .unwrap_or(crate::endpoints::forward_auth::DEFAULT_PATH);
+            match crate::endpoints::forward_auth::validate_path(raw) {
+                Ok(path) => Some(path),
+                Err(e) => {
+                    p.add("forward_auth_path", e);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
         let rate_limits = self.rate_limits.unwrap_or_default();
         rate_limits.validate(&mut p);
         let mut trusted = Vec::new();
@@ -1004,13 +1051,15 @@ impl SsoLayerBuilder {
                         format!("{debug_callback_url}/{}", pc.provider_name()),
                     )
                 };
-                ProviderRuntime::new(pc, http.clone(), clock.clone(), url, debug_url)
+                let http = crate::metrics::idp_client(http.clone(), pc.provider_name());
+                ProviderRuntime::new(pc, http, clock.clone(), url, debug_url)
             })
             .collect();
         let shared = Shared {
             base_url: base,
             root_path,
             paths: EndpointPaths {
+                forward_auth: forward_auth.map(|path| format!("{endpoint_prefix}{path}")),
                 prefix: endpoint_prefix,
             },
             callback_url,
@@ -1035,12 +1084,16 @@ impl SsoLayerBuilder {
             strip_session_token: self.strip_session_token,
             logout_url: self.logout_url,
             ui_settings: self.ui_settings,
-            cache: self
-                .cache
-                .unwrap_or_else(|| BoxCloneSyncService::new(MokaVerifierCache::default())),
-            store: self
-                .store
-                .unwrap_or_else(|| BoxCloneSyncService::new(MemoryUserStore::default())),
+            cache: crate::metrics::count_cache_errors(
+                self.cache
+                    .unwrap_or_else(|| BoxCloneSyncService::new(MokaVerifierCache::default())),
+                &self.backends.verifier_cache,
+            ),
+            store: crate::metrics::count_store_errors(
+                self.store
+                    .unwrap_or_else(|| BoxCloneSyncService::new(MemoryUserStore::default())),
+                &self.backends.user_store,
+            ),
             revocations,
             backends: self.backends,
             clock,

@@ -23,6 +23,9 @@
 //!      [user store](store), sets the `token` session cookie and redirects.
 //!    - `GET /sso/get/ui_settings` and `GET /sso/readiness` (both need a session), and
 //!      `GET|POST /sso/logout`.
+//!    - `GET /sso/auth`, forward authentication for nginx `auth_request`, Traefik `forwardAuth`
+//!      and Envoy `ext_authz`: 200 with the identity headers for a valid session, else 401 with
+//!      the login URL ([`SsoLayerBuilder::forward_auth_path`]).
 //!
 //!    Login starts and callbacks are [rate limited](SsoLayerBuilder::rate_limits) per client
 //!    ([`ClientAddr`], axum's `ConnectInfo`, or a
@@ -166,6 +169,7 @@ pub mod hooks;
 pub mod http;
 pub mod identity;
 mod layer;
+pub mod metrics;
 pub mod oidc;
 mod path;
 pub mod policy;

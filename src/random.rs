@@ -13,6 +13,19 @@ pub(crate) fn token(bytes: usize) -> String {
     base64url(&buf)
 }
 
+/// A request id: 8 random bytes as 16 lowercase hex digits.
+pub(crate) fn hex_id() -> String {
+    let mut buf = [0u8; 8];
+    if SystemRandom::new().fill(&mut buf).is_err() {
+        std::process::abort();
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    buf.iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+        .map(char::from)
+        .collect()
+}
+
 /// Base64url without padding.
 pub(crate) fn base64url(data: &[u8]) -> String {
     use base64::Engine as _;

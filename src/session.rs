@@ -509,6 +509,7 @@ impl SessionCodec {
             if identity.expires_at() <= now {
                 return Err(SessionError::Expired);
             }
+            crate::metrics::session_verified(true);
             return Ok(identity);
         }
         if token.len() > MAX_TOKEN_LEN {
@@ -542,6 +543,7 @@ impl SessionCodec {
             self.inner.verified.remove(token);
             return Err(SessionError::Revoked);
         }
+        crate::metrics::session_verified(false);
         Ok(identity)
     }
 

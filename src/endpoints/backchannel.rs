@@ -177,6 +177,7 @@ where
         (None, None) => return Err("neither sid nor sub"),
     };
     shared.publish_revocation(revocation).await;
+    crate::metrics::session_revoked(crate::metrics::RevocationSource::Backchannel);
     tracing::info!(provider = %name, by, "back-channel logout: sessions revoked");
     Ok(())
 }

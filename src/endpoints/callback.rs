@@ -41,6 +41,10 @@ pub(crate) async fn finish(
     } else {
         run(shared, provider_index, parts).await
     };
+    if let Some(provider) = shared.providers.get(provider_index) {
+        let name = provider.config.provider_name();
+        crate::metrics::callback_finished(name, result.as_ref().map(|_| ()), debug);
+    }
     let mut res = match result {
         Ok(res) => res,
         Err(e) => {

@@ -140,6 +140,7 @@ pub(super) async fn keep_session(
     .map_err(|e| {
         tracing::error!(error = %e, "verifier cache refused a CLI session");
         SsoError::unavailable("verifier cache unavailable: the CLI login cannot finish")
+            .with_refusal(crate::metrics::Refusal::Cache)
     })?;
     tracing::info!(user_id = %session.user_id, teams = session.teams.len(), "SSO CLI login finished; waiting for the CLI's poll");
     Ok(super::html::page(

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::SsoError;
 use crate::layer::Shared;
+use crate::metrics::Refusal;
 use crate::random::base64url;
 
 /// How long a login may take, from start to callback.
@@ -258,6 +259,7 @@ pub(crate) async fn store(
         SsoError::unavailable(
             "verifier cache unavailable: the login cannot start, try again shortly",
         )
+        .with_refusal(Refusal::Cache)
     })?;
     if stored {
         Ok(())
@@ -275,6 +277,7 @@ pub(crate) async fn take(shared: &Shared, opened: &OpenedFlow) -> Result<FlowRec
             SsoError::unavailable(
                 "verifier cache unavailable: the login cannot finish, try again shortly",
             )
+            .with_refusal(Refusal::Cache)
         })?;
     let value = value.ok_or_else(|| {
         SsoError::unauthorized(

@@ -85,6 +85,7 @@ async fn sign_in(
         && let Ok(old) = shared.sessions.verify(token)
     {
         shared.revoke(&old).await;
+        crate::metrics::session_revoked(crate::metrics::RevocationSource::Login);
     }
     res.headers_mut().insert(
         header::REFERRER_POLICY,

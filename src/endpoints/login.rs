@@ -50,6 +50,7 @@ pub(crate) async fn start(
             .or_else(|| param(&params, "redirect_to"))
             .and_then(|t| shared.redirects.validate(t))
     };
+    crate::metrics::record_provider(provider.config.provider_name());
     let redirect_uri = if debug {
         &provider.debug_callback_url
     } else {
@@ -127,6 +128,7 @@ pub(crate) async fn start(
             && let Ok(old) = shared.sessions.verify(token)
         {
             shared.revoke(&old).await;
+            crate::metrics::session_revoked(crate::metrics::RevocationSource::Login);
         }
         append_cookie(&mut res, &clear_cookie(&shared.cookie.name, "/", secure));
     }
@@ -134,5 +136,6 @@ pub(crate) async fn start(
         header::REFERRER_POLICY,
         http::HeaderValue::from_static("no-referrer"),
     );
+    crate::metrics::login_started(config.provider_name());
     Ok(res)
 }

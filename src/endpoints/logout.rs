@@ -24,6 +24,7 @@ pub(crate) async fn logout(
         && let Ok(identity) = shared.sessions.verify(token)
     {
         shared.revoke(&identity).await;
+        crate::metrics::session_revoked(crate::metrics::RevocationSource::Logout);
         tracing::info!(user_id = %identity.user_id(), "SSO logout");
         if let Some(p) = identity.provider().and_then(|name| {
             shared

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header, request::Parts};
 use http_body_util::Full;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use tracing::Instrument;
 
 use crate::error::SsoError;
 use crate::future::EndpointFuture;
@@ -23,6 +24,7 @@ mod complete;
 mod cookies;
 mod debug;
 mod flow;
+pub(crate) mod forward_auth;
 mod header_sign_in;
 mod html;
 mod login;
@@ -48,12 +50,47 @@ pub(crate) enum Endpoint {
     UiSettings,
     Readiness,
     Logout,
+    /// Forward authentication for a reverse proxy; `envoy`: the Envoy form, the original path
+    /// appended to the forward-auth path.
+    ForwardAuth {
+        envoy: bool,
+    },
     /// The back-channel logout of the provider at this index (answered with its body by
     /// [`handle_with_body`], never by [`handle`]).
     BackchannelLogout(usize),
     /// A path under the prefix that is not an endpoint, or a method the endpoint does not take.
     NotFound,
     MethodNotAllowed,
+}
+
+impl Endpoint {
+    /// The `endpoint` field of the request's span.
+    fn name(self) -> &'static str {
+        match self {
+            Endpoint::Login => "login",
+            Endpoint::Callback(_) => "callback",
+            Endpoint::DebugLogin => "debug_login",
+            Endpoint::DebugCallback(_) => "debug_callback",
+            Endpoint::CliPoll => "cli_poll",
+            Endpoint::UiSettings => "ui_settings",
+            Endpoint::Readiness => "readiness",
+            Endpoint::Logout => "logout",
+            Endpoint::BackchannelLogout(_) => "backchannel_logout",
+            Endpoint::NotFound => "not_found",
+            Endpoint::MethodNotAllowed => "method_not_allowed",
+            Endpoint::ForwardAuth { .. } => "forward_auth",
+        }
+    }
+
+    /// The name of the provider the endpoint belongs to, when the path says.
+    fn provider(self, shared: &Shared) -> Option<&str> {
+        match self {
+            Endpoint::Callback(i) | Endpoint::DebugCallback(i) | Endpoint::BackchannelLogout(i) => {
+                shared.providers.get(i).map(|p| p.config.provider_name())
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Which endpoint, if any, a request is for. Only plain paths under the prefix are endpoints;
@@ -67,6 +104,21 @@ pub(crate) fn route(shared: &Shared, method: &Method, path: &str) -> Option<Endp
         return Some(Endpoint::NotFound);
     }
     let get = method == Method::GET || method == Method::HEAD;
+    if let Some(auth) = &shared.paths.forward_auth
+        && let Some(after) = path.strip_prefix(auth.as_str())
+    {
+        if after.is_empty() {
+            return Some(if get {
+                Endpoint::ForwardAuth { envoy: false }
+            } else {
+                Endpoint::MethodNotAllowed
+            });
+        }
+        // Envoy replays the original method (without the body) on `{path}{original path}`.
+        if after.starts_with('/') {
+            return Some(Endpoint::ForwardAuth { envoy: true });
+        }
+    }
     let endpoint = match rest {
         "/key/generate" | "/login" => Endpoint::Login,
         "/callback" => Endpoint::Callback(0),
@@ -148,6 +200,7 @@ pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> E
             Endpoint::UiSettings => settings::ui_settings(&shared, &parts),
             Endpoint::Readiness => settings::readiness(&shared, &parts).await,
             Endpoint::Logout => logout::logout(&shared, &parts).await,
+            Endpoint::ForwardAuth { envoy } => Ok(forward_auth::check(&shared, &parts, envoy)),
             Endpoint::NotFound | Endpoint::BackchannelLogout(_) => {
                 Err(SsoError::not_found("no such SSO endpoint"))
             }
@@ -161,8 +214,9 @@ pub(crate) fn handle(shared: Arc<Shared>, endpoint: Endpoint, parts: Parts) -> E
     })
 }
 
-/// Answers an endpoint that reads the request body (the back-channel logout); every other
-/// endpoint goes to [`handle`].
+/// Answers an endpoint, in an `sso_endpoint` span ([`crate::metrics`]): the back-channel
+/// logout with the request body, every other endpoint through [`handle`]. The response carries
+/// the request id as `X-Request-Id`.
 pub(crate) fn handle_with_body<B>(
     shared: Arc<Shared>,
     endpoint: Endpoint,
@@ -173,10 +227,17 @@ where
     B: http_body::Body + Send + 'static,
     B::Data: Send,
 {
-    match endpoint {
+    let id = crate::metrics::request_id(&parts.headers);
+    let span = crate::metrics::endpoint_span(endpoint.name(), endpoint.provider(&shared), &id);
+    let answer = match endpoint {
         Endpoint::BackchannelLogout(index) => backchannel::handle(shared, index, parts, body),
         other => handle(shared, other, parts),
-    }
+    };
+    Box::pin(async move {
+        let mut res = answer.instrument(span.clone()).await;
+        crate::metrics::finish_endpoint(&span, &id, &mut res);
+        res
+    })
 }
 
 /// Takes a token from the client's bucket for a login start, a callback or a CLI poll; a 429
@@ -197,15 +258,20 @@ fn rate_limited(
         .client_ip(&parts.extensions, &parts.headers);
     let retry_after = shared.rate_limiter.check(action, peer).err()?;
     tracing::info!(client = ?peer.ip(), ?action, retry_after, "SSO rate limit reached");
+    crate::metrics::rate_limited(action);
     let what = if action == Action::CliPoll {
         "polls"
     } else {
         "login attempts"
     };
-    let mut res = SsoError::too_many_requests(format!(
+    let err = SsoError::too_many_requests(format!(
         "too many {what} from this address: try again in {retry_after} s"
-    ))
-    .into_response();
+    ));
+    if let Some(provider) = endpoint.provider(shared) {
+        let debug = matches!(endpoint, Endpoint::DebugCallback(_));
+        crate::metrics::callback_finished(provider, Err(&err), debug);
+    }
+    let mut res = err.into_response();
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     Some(res)
@@ -222,7 +288,10 @@ pub(crate) fn cross_site(headers: &http::HeaderMap) -> bool {
 pub(crate) fn require_session(shared: &Shared, parts: &Parts) -> Result<Identity, SsoError> {
     session_token(&parts.headers, &shared.cookie.name)
         .and_then(|token| shared.sessions.verify(token))
-        .map_err(|e| SsoError::unauthorized(e.message()))
+        .map_err(|e| {
+            crate::metrics::session_refused(e);
+            SsoError::unauthorized(e.message())
+        })
 }
 
 /// The answer to a protected request without a valid session: a 303 to login for a browser that
@@ -232,6 +301,7 @@ pub(crate) fn unauthenticated<B>(
     req: &Request<B>,
     err: SessionError,
 ) -> Response<Full<Bytes>> {
+    crate::metrics::session_refused(err);
     let method = req.method();
     // Several session cookies (one planted with `Domain=` from a sibling host) survive our
     // clearing and a new login alike: sending the browser to login would loop forever, so it gets

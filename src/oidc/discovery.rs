@@ -52,7 +52,7 @@ pub(crate) async fn discover(
     let req = super::get_json_request(&url, None).ok_or_else(|| {
         SsoError::unavailable("OIDC discovery failed: the issuer is not a valid URL")
     })?;
-    let res = super::send(http, req)
+    let res = super::send(http, crate::metrics::IdpEndpoint::Discovery, req)
         .await
         .map_err(|e| super::transport_error("OIDC discovery failed", &e))?;
     if res.status() != http::StatusCode::OK {

@@ -222,7 +222,7 @@ impl JwksCache {
         let req = super::get_json_request(&self.inner.jwks_uri, None).ok_or_else(|| {
             SsoError::unavailable("could not fetch the signing keys: jwks_uri is not a valid URL")
         })?;
-        let res = super::send(&self.inner.http, req)
+        let res = super::send(&self.inner.http, crate::metrics::IdpEndpoint::Jwks, req)
             .await
             .map_err(|e| super::transport_error("could not fetch the signing keys", &e))?;
         if res.status() != http::StatusCode::OK {

@@ -55,8 +55,13 @@ pub(crate) fn transport_error(what: &str, e: &HttpError) -> crate::SsoError {
     crate::SsoError::bad_gateway(format!("{what}: {kind}"))
 }
 
-/// Sends one request through the (cloned) client.
-pub(crate) async fn send(http: &HttpClient, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+/// Sends one request to `endpoint` through the (cloned) client.
+pub(crate) async fn send(
+    http: &HttpClient,
+    endpoint: crate::metrics::IdpEndpoint,
+    mut req: HttpRequest,
+) -> Result<HttpResponse, HttpError> {
+    crate::metrics::tag(&mut req, endpoint);
     http.clone().oneshot(req).await
 }
 

@@ -126,7 +126,7 @@ pub(crate) async fn exchange_code(
     // Built in a plain function: the form serializer is not `Send` and must not live across the
     // await below.
     let request = build_request(req)?;
-    let res = super::send(http, request)
+    let res = super::send(http, crate::metrics::IdpEndpoint::Token, request)
         .await
         .map_err(|e| super::transport_error(PREFIX, &e))?;
     parse_response(res.status(), res.body())
@@ -211,7 +211,7 @@ pub(crate) fn parse_response(
         return Err(if status.is_server_error() {
             SsoError::bad_gateway(msg)
         } else {
-            SsoError::unauthorized(msg)
+            SsoError::unauthorized(msg).with_refusal(crate::metrics::Refusal::Code)
         });
     }
     // A success that is not a JSON object is the provider misbehaving, not a refusal: 502.

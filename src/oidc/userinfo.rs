@@ -22,7 +22,7 @@ pub(crate) async fn fetch_userinfo(
             "{PREFIX}: invalid userinfo endpoint or access token"
         ))
     })?;
-    let res = super::send(http, req)
+    let res = super::send(http, crate::metrics::IdpEndpoint::Userinfo, req)
         .await
         .map_err(|e| super::transport_error(PREFIX, &e))?;
     if res.status() != http::StatusCode::OK {

@@ -163,6 +163,7 @@ impl State {
             let now = self.clock.now();
             for s in sessions.iter().filter(|s| s.expires_at > now) {
                 self.sessions.apply(s);
+                crate::metrics::session_revoked(crate::metrics::RevocationSource::Feed);
             }
             *self.cursor.lock().unwrap_or_else(PoisonError::into_inner) = cursor;
             if !more {

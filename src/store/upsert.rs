@@ -54,7 +54,7 @@ fn store_unavailable(step: &'static str, err: StoreError) -> SsoError {
         return email_taken();
     }
     tracing::warn!(step, error = %err, "user store failed during SSO login");
-    SsoError::unavailable("user store unavailable")
+    SsoError::unavailable("user store unavailable").with_refusal(crate::metrics::Refusal::Store)
 }
 
 /// 409: the login's e-mail belongs to another stored user (e-mails are unique). Never resolved by

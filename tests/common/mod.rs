@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod log_capture;
+pub mod nginx_server;
 pub mod oidc_provider;
 pub mod postgres_server;
 pub mod redis_server;

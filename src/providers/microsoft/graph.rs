@@ -152,7 +152,7 @@ async fn get_page(
 ) -> Result<Map<String, Value>, SsoError> {
     let req = crate::oidc::get_json_request(url, Some(access_token))
         .ok_or_else(|| SsoError::bad_gateway(format!("{PREFIX}: invalid request URL")))?;
-    let res = crate::oidc::send(http, req)
+    let res = crate::oidc::send(http, crate::metrics::IdpEndpoint::Graph, req)
         .await
         .map_err(|e| crate::oidc::transport_error(PREFIX, &e))?;
     if res.status() != http::StatusCode::OK {
