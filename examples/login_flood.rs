@@ -6,7 +6,7 @@
 //! cargo run --release --example login_flood -- --starts 1000000
 //! ```
 //!
-//! The layer (default [`MokaVerifierCache`]: 64 MiB of weight, about 234 000 logins in flight;
+//! The layer (default [`MokaVerifierCache`]: 64 MiB of weight, about 89 000 logins in flight;
 //! rate limits off, standing for as many clients as there are starts) answers `GET
 //! /sso/key/generate` through `oneshot`, no HTTP. Every 100 000 starts it prints the cache's
 //! entry count and weight and the process's VmRSS. At the end a real login (start, the

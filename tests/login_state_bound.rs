@@ -24,8 +24,8 @@ use tower_sso::{RateLimits, SsoLayer};
 const UI: &str = "/ui/?login=success";
 
 /// What one login in flight weighs in the moka cache: a 58-byte key, a 164-byte value and the
-/// 64-byte per-entry overhead (`src/endpoints/flow.rs`, `src/cache/moka.rs`).
-const ENTRY_WEIGHT: u64 = 58 + 164 + 64;
+/// 528-byte per-entry overhead (`src/endpoints/flow.rs`, `src/cache/moka.rs`).
+const ENTRY_WEIGHT: u64 = 58 + 164 + 528;
 
 /// A moka verifier cache, and what was put into it: the number of puts and every distinct
 /// value length seen.
@@ -142,7 +142,7 @@ async fn a_flood_of_login_starts_stays_within_the_cache_bound_and_real_users_sti
     // Memory: once the cache is full, more starts add nothing that stays. The second half of
     // the flood (`starts / 2` starts, each of which would keep ~1 KiB if nothing were evicted)
     // may grow the process by allocator noise only, and the whole flood by less than what the
-    // cache may hold, counted generously at 2 KiB of heap per 286-weight entry.
+    // cache may hold, counted generously at 2 KiB of heap per 750-weight entry.
     let rss_end = vm_rss_kib();
     if let (Some(full), Some(half), Some(end)) = (rss_full, rss_half, rss_end) {
         let second_half = end.saturating_sub(half);

@@ -5,9 +5,9 @@
 //! size, whatever the request asked for: [`CACHED_FLOW_LEN`] bytes of JSON (164; 123 for a
 //! provider without PKCE) under a [`CACHE_KEY_LEN`]-byte key (58), so login starts cannot fill
 //! the cache with large records. In the default moka cache one login in flight weighs
-//! 58 + 164 + 64 (per-entry overhead) = 286 of its 64 MiB: about 234 000 logins in flight
-//! before the least recently started are evicted (see `MokaVerifierCache`). The browser holds a flow cookie: a JWT signed with a key derived
-//! for this purpose alone, naming the cookie, the flow id, a hash of the state, and the
+//! 58 + 164 + 528 (measured per-entry overhead) = 750 of its 64 MiB: about 89 000 logins in
+//! flight before the least recently started are evicted (see `MokaVerifierCache`). The browser
+//! holds a flow cookie: a JWT signed with a key derived for this purpose alone, naming the cookie, the flow id, a hash of the state, and the
 //! variable-length parts that need integrity but no secrecy (the provider, the return target,
 //! the keyed hash of a CLI login key, and whether this is a debug login), so the callback can check that *this* browser started *this* login
 //! before anything is redeemed. The cookie stays under [`MAX_FLOW_COOKIE_LEN`] bytes: a return
