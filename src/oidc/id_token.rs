@@ -75,11 +75,14 @@ pub(crate) async fn verify_id_token(
     token: &str,
     check: &IdTokenCheck<'_>,
 ) -> Result<Map<String, Value>, SsoError> {
-    let (_, claims) = verify_signature(jwks, token).await.map_err(|e| match e {
+    let (header, claims) = verify_signature(jwks, token).await.map_err(|e| match e {
         SignatureError::Rejected(reason) => rejected(reason),
         SignatureError::Unavailable(e) => e,
     })?;
     check_claims(&claims, check)?;
+    // One event per verified id_token (the algorithm only: never the token or its claims), so
+    // an operator, and `tests/login_cost.rs`, can see how often logins pay for a verification.
+    tracing::debug!(alg = ?header.alg, "id_token verified");
     Ok(claims)
 }
 
@@ -529,5 +532,39 @@ mod tests {
             err.message(),
             "id_token rejected: no kid and several signing keys fit"
         );
+    }
+
+    #[tokio::test]
+    async fn es256_token_accepted_and_tampered_one_rejected() {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let pkcs8 = pair.to_pkcs8v1().unwrap();
+        let encoding = EncodingKey::from_ec_der(pkcs8.as_ref());
+        let point = pair.public_key().as_ref();
+        assert_eq!((point.len(), point[0]), (65, 0x04));
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256", "kid": "ec1", "use": "sig", "alg": "ES256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..]),
+        });
+        let (http, _rec) = fixed(200, &jwks_body(&[jwk]));
+        let clock = Clock::manual();
+        let now = clock.now();
+        let jwks = JwksCache::new(http, "https://idp.example.com/jwks".into(), clock);
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some("ec1".into());
+        let token = jsonwebtoken::encode(&h, &claims(now), &encoding).unwrap();
+        let got = verify_id_token(&jwks, &token, &check(now)).await.unwrap();
+        assert_eq!(got["sub"], "user-1");
+
+        // Another key's signature under the same header: refused.
+        let other = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let other = EncodingKey::from_ec_der(other.to_pkcs8v1().unwrap().as_ref());
+        let forged = jsonwebtoken::encode(&h, &claims(now), &other).unwrap();
+        let err = verify_id_token(&jwks, &forged, &check(now))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(err.message(), "id_token rejected: bad signature");
     }
 }

@@ -3,94 +3,149 @@
 use std::io;
 
 use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, RSA_PKCS1_SHA256,
+};
 use serde_json::Value;
 
-/// One RSA signing key with its key id and the public JWK members.
+use super::SigningAlg;
+
+/// One signing key with its key id and the public JWK members.
 pub(super) struct SigningKey {
     pub(super) kid: String,
-    pair: KeyPair,
-    /// Modulus, base64url without padding.
-    pub(super) n: String,
-    /// Public exponent, base64url without padding.
-    pub(super) e: String,
+    material: Material,
+}
+
+/// The private key and the public JWK members of one algorithm.
+enum Material {
+    /// RSA-2048 for RS256: modulus and public exponent, base64url without padding.
+    Rsa { pair: KeyPair, n: String, e: String },
+    /// P-256 for ES256: the public point's coordinates, base64url without padding.
+    Ec {
+        pair: EcdsaKeyPair,
+        x: String,
+        y: String,
+    },
 }
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SigningKey")
             .field("kid", &self.kid)
+            .field("alg", &self.alg_name())
             .finish_non_exhaustive()
     }
 }
 
 impl SigningKey {
-    /// Generates a fresh RSA-2048 key with a random key id.
-    pub(super) fn generate() -> io::Result<SigningKey> {
-        let pair = KeyPair::generate(KeySize::Rsa2048)
-            .map_err(|_| io::Error::other("MockIdp: RSA key generation failed"))?;
-        let public = pair.public_key();
-        let n = b64url(public.modulus().big_endian_without_leading_zero());
-        let e = b64url(public.exponent().big_endian_without_leading_zero());
+    /// Generates a fresh key for `alg` (RSA-2048 or P-256) with a random key id.
+    pub(super) fn generate(alg: SigningAlg) -> io::Result<SigningKey> {
+        let material = match alg {
+            SigningAlg::Rs256 => {
+                let pair = KeyPair::generate(KeySize::Rsa2048)
+                    .map_err(|_| io::Error::other("MockIdp: RSA key generation failed"))?;
+                let public = pair.public_key();
+                let n = b64url(public.modulus().big_endian_without_leading_zero());
+                let e = b64url(public.exponent().big_endian_without_leading_zero());
+                Material::Rsa { pair, n, e }
+            }
+            SigningAlg::Es256 => {
+                let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+                    .map_err(|_| io::Error::other("MockIdp: P-256 key generation failed"))?;
+                // The uncompressed point (SEC 1 §2.3.3): 0x04, then x and y, 32 bytes each.
+                let point = pair.public_key().as_ref();
+                let (x, y) = match point {
+                    [0x04, rest @ ..] if rest.len() == 64 => rest.split_at(32),
+                    _ => return Err(io::Error::other("MockIdp: unexpected P-256 public key")),
+                };
+                let (x, y) = (b64url(x), b64url(y));
+                Material::Ec { pair, x, y }
+            }
+        };
         let kid = format!(
             "mock-{}",
             random_token(9).ok_or_else(|| io::Error::other("MockIdp: no randomness"))?
         );
-        Ok(SigningKey { kid, pair, n, e })
+        Ok(SigningKey { kid, material })
+    }
+
+    /// The JWS `alg` this key signs with.
+    pub(super) fn alg_name(&self) -> &'static str {
+        match self.material {
+            Material::Rsa { .. } => "RS256",
+            Material::Ec { .. } => "ES256",
+        }
     }
 
     /// The public key as a JWK.
     pub(super) fn jwk(&self) -> Value {
-        serde_json::json!({
-            "kty": "RSA",
-            "use": "sig",
-            "alg": "RS256",
-            "kid": self.kid,
-            "n": self.n,
-            "e": self.e,
-        })
+        match &self.material {
+            Material::Rsa { n, e, .. } => serde_json::json!({
+                "kty": "RSA",
+                "use": "sig",
+                "alg": "RS256",
+                "kid": self.kid,
+                "n": n,
+                "e": e,
+            }),
+            Material::Ec { x, y, .. } => serde_json::json!({
+                "kty": "EC",
+                "use": "sig",
+                "alg": "ES256",
+                "crv": "P-256",
+                "kid": self.kid,
+                "x": x,
+                "y": y,
+            }),
+        }
     }
 
-    /// RSASSA-PKCS1-v1_5 with SHA-256 over `msg`.
+    /// The signature over `msg`: RSASSA-PKCS1-v1_5 with SHA-256, or ECDSA P-256 with SHA-256
+    /// in the JWS form (r and s, 32 bytes each, RFC 7518 §3.4).
     fn sign(&self, msg: &[u8]) -> Option<Vec<u8>> {
-        let mut sig = vec![0; self.pair.public_modulus_len()];
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        self.pair
-            .sign(&RSA_PKCS1_SHA256, &rng, msg, &mut sig)
-            .ok()?;
-        Some(sig)
+        match &self.material {
+            Material::Rsa { pair, .. } => {
+                let mut sig = vec![0; pair.public_modulus_len()];
+                pair.sign(&RSA_PKCS1_SHA256, &rng, msg, &mut sig).ok()?;
+                Some(sig)
+            }
+            Material::Ec { pair, .. } => Some(pair.sign(&rng, msg).ok()?.as_ref().to_vec()),
+        }
     }
 }
 
-/// How to put a JWT together (the knobs the misbehaviours turn).
+/// How to put a JWT together (the knobs the misbehaviours turn). Signed shapes use the key's
+/// algorithm (RS256 or ES256).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum JwtShape {
-    /// RS256 with the key's `kid`.
+    /// Signed, with the key's `kid`.
     Normal,
-    /// RS256 without a `kid` header.
+    /// Signed, without a `kid` header.
     NoKid,
-    /// RS256 with a `kid` the JWKS does not hold.
+    /// Signed, with a `kid` the JWKS does not hold.
     UnknownKid,
-    /// RS256 with a corrupted signature.
+    /// Signed, with a corrupted signature.
     BadSignature,
     /// `alg: none` and an empty signature.
     AlgNone,
-    /// RS256 with the key's `kid` and `typ: logout+jwt` (a back-channel logout token).
+    /// Signed, with the key's `kid` and `typ: logout+jwt` (a back-channel logout token).
     LogoutToken,
 }
 
 /// Builds a compact JWS over `claims`.
 pub(super) fn jwt(key: &SigningKey, claims: &Value, shape: JwtShape) -> Option<String> {
+    let alg = key.alg_name();
     let header = match shape {
         JwtShape::Normal | JwtShape::BadSignature => {
-            serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": key.kid})
+            serde_json::json!({"alg": alg, "typ": "JWT", "kid": key.kid})
         }
-        JwtShape::NoKid => serde_json::json!({"alg": "RS256", "typ": "JWT"}),
+        JwtShape::NoKid => serde_json::json!({"alg": alg, "typ": "JWT"}),
         JwtShape::LogoutToken => {
-            serde_json::json!({"alg": "RS256", "typ": "logout+jwt", "kid": key.kid})
+            serde_json::json!({"alg": alg, "typ": "logout+jwt", "kid": key.kid})
         }
         JwtShape::UnknownKid => {
-            serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": "unknown-kid-not-in-jwks"})
+            serde_json::json!({"alg": alg, "typ": "JWT", "kid": "unknown-kid-not-in-jwks"})
         }
         JwtShape::AlgNone => serde_json::json!({"alg": "none", "typ": "JWT"}),
     };

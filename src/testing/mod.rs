@@ -1,7 +1,8 @@
 //! A real OpenID Connect provider, in process, on a loopback port: [`MockIdp`].
 //!
 //! It speaks the authorization code flow over real HTTP (discovery, `/authorize`, `/token`,
-//! `/userinfo`, `/jwks`, `/logout`), signs RS256 id_tokens with a key generated at start, checks
+//! `/userinfo`, `/jwks`, `/logout`), signs id_tokens with a key generated at start (RS256, or ES256
+//! with [`MockIdpBuilder::signing_alg`]), checks
 //! PKCE S256, client authentication, redirect URIs and single-use codes like a strict provider,
 //! and can be told to misbehave ([`Misbehaviour`]) in each of the ways a relying party must
 //! detect, including transport faults at one endpoint ([`Misbehaviour::Fault`]: no answer, a
@@ -337,6 +338,20 @@ pub struct RecordedRequest {
     pub path: String,
 }
 
+/// The algorithm a [`MockIdp`] signs its id_tokens (and logout tokens and JWT access tokens)
+/// with: [`MockIdpBuilder::signing_alg`].
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SigningAlg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256 and an RSA-2048 key (JWK `kty: RSA`). The default, and
+    /// what most providers use.
+    #[default]
+    Rs256,
+    /// ECDSA with P-256 and SHA-256 (JWK `kty: EC`, `crv: P-256`): smaller keys and
+    /// signatures, and cheaper to sign, so a provider that is not the bottleneck of a benchmark.
+    Es256,
+}
+
 /// Configures a [`MockIdp`] before it starts. Obtain one with [`MockIdp::builder`].
 #[derive(Debug, Clone)]
 pub struct MockIdpBuilder {
@@ -351,6 +366,7 @@ pub struct MockIdpBuilder {
     port: u16,
     id_token: bool,
     entra_tenant: Option<String>,
+    signing_alg: SigningAlg,
 }
 
 impl Default for MockIdpBuilder {
@@ -367,6 +383,7 @@ impl Default for MockIdpBuilder {
             port: 0,
             id_token: true,
             entra_tenant: None,
+            signing_alg: SigningAlg::Rs256,
         }
     }
 }
@@ -400,7 +417,7 @@ impl MockIdpBuilder {
         self
     }
 
-    /// Issue access tokens as RS256 JWTs carrying the user's claims (as Keycloak does) instead of
+    /// Issue access tokens as signed JWTs (the id_token's algorithm) carrying the user's claims (as Keycloak does) instead of
     /// opaque random strings. Default off.
     pub fn access_token_jwt(mut self, on: bool) -> Self {
         self.access_token_jwt = on;
@@ -435,6 +452,14 @@ impl MockIdpBuilder {
         self
     }
 
+    /// The algorithm tokens are signed with (default [`SigningAlg::Rs256`]). The JWKS serves
+    /// the matching public key, discovery advertises the algorithm, and
+    /// [`MockIdp::rotate_keys`] keeps it.
+    pub fn signing_alg(mut self, alg: SigningAlg) -> Self {
+        self.signing_alg = alg;
+        self
+    }
+
     /// The loopback port to listen on (default: any free port). A fixed port lets several
     /// processes (two demo instances, say) share one provider.
     pub fn port(mut self, port: u16) -> Self {
@@ -450,7 +475,8 @@ impl MockIdpBuilder {
     pub async fn start(self) -> std::io::Result<MockIdp> {
         // Key generation blocks for a moment (longer on a loaded machine): off the runtime's
         // threads, so it never stalls other tasks' requests (and their timeouts) on this one.
-        let key = tokio::task::spawn_blocking(SigningKey::generate)
+        let alg = self.signing_alg;
+        let key = tokio::task::spawn_blocking(move || SigningKey::generate(alg))
             .await
             .map_err(std::io::Error::other)??;
         let key = Arc::new(key);
@@ -472,6 +498,7 @@ impl MockIdpBuilder {
             client_auth: self.client_auth,
             issue_id_token: self.id_token,
             entra_tenant: self.entra_tenant,
+            signing_alg: self.signing_alg,
             open_connections: AtomicUsize::new(0),
             state: Mutex::new(State {
                 users,
@@ -484,6 +511,7 @@ impl MockIdpBuilder {
                 issued: Issued::default(),
                 graph: entra::GraphState::default(),
                 sessions: HashMap::new(),
+                purged_at: Instant::now(),
             }),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -597,7 +625,7 @@ impl MockIdp {
     /// Generating the key blocks for a moment. Should generation fail (it does not in practice),
     /// the old key stays and a warning is logged.
     pub fn rotate_keys(&self) {
-        match SigningKey::generate() {
+        match SigningKey::generate(self.shared.signing_alg) {
             Ok(key) => self.shared.lock().key = Arc::new(key),
             Err(err) => tracing::warn!(%err, "MockIdp: key rotation failed; keeping the old key"),
         }
@@ -610,7 +638,7 @@ impl MockIdp {
 
     /// Ends `sub`'s session at the provider and returns the logout token an OpenID Connect
     /// Back-Channel Logout 1.0 provider would post to the client's `backchannel_logout_uri`
-    /// (form field `logout_token`): RS256 with the current key, `typ: logout+jwt`, `iss`, `aud`
+    /// (form field `logout_token`): signed with the current key, `typ: logout+jwt`, `iss`, `aud`
     /// (the client), `iat`, `exp` (two minutes), a fresh `jti`, the
     /// `http://schemas.openid.net/event/backchannel-logout` event, `sub`, and the `sid` that
     /// user's id_tokens carried. `None` when the user has no session (never signed in, or
@@ -636,7 +664,7 @@ impl MockIdp {
         self.sign_logout_token(&claims, &key)
     }
 
-    /// Signs `claims` as a logout token (RS256, current key, `typ: logout+jwt`) exactly as
+    /// Signs `claims` as a logout token (current key, `typ: logout+jwt`) exactly as
     /// given: for tests of malformed logout tokens.
     pub fn sign_logout_claims(&self, claims: &Value) -> Option<String> {
         let key = self.shared.lock().key.clone();
@@ -815,6 +843,8 @@ struct Shared {
     issue_id_token: bool,
     /// The Entra tenant, when playing Entra ID.
     entra_tenant: Option<String>,
+    /// The algorithm of every key this provider generates.
+    signing_alg: SigningAlg,
     /// Connections accepted and not yet closed.
     open_connections: AtomicUsize,
     state: Mutex<State>,
@@ -834,6 +864,8 @@ struct State {
     misbehaviour: Misbehaviour,
     key: Arc<SigningKey>,
     codes: HashMap<String, CodeGrant>,
+    /// When expired codes and access tokens were last dropped ([`State::purge_expired`]).
+    purged_at: Instant,
     tokens: HashMap<String, AccessGrant>,
     requests: Vec<RecordedRequest>,
     issued: Issued,
@@ -841,6 +873,21 @@ struct State {
     /// The provider session (`sid`) of each signed-in user, by `sub`: the same for every login
     /// until [`MockIdp::logout_token`] ends it.
     sessions: HashMap<String, String>,
+}
+
+impl State {
+    /// Drops expired authorization codes and access tokens, at most once a second: scanning
+    /// them on every request would make each request cost more the longer the provider runs
+    /// (a benchmark issues thousands of codes a second, each kept for [`server::CODE_TTL`]).
+    fn purge_expired(&mut self, now: Instant) {
+        if now.duration_since(self.purged_at) < Duration::from_secs(1) {
+            return;
+        }
+        self.purged_at = now;
+        self.codes
+            .retain(|_, g| now.duration_since(g.issued) < server::CODE_TTL);
+        self.tokens.retain(|_, g| g.expires > now);
+    }
 }
 
 /// What an authorization code stands for.

@@ -37,7 +37,7 @@ use super::{
 /// Largest request body read (bigger ones get 413).
 const MAX_BODY: usize = 64 * 1024;
 /// How long an authorization code can be redeemed.
-const CODE_TTL: Duration = Duration::from_secs(600);
+pub(super) const CODE_TTL: Duration = Duration::from_secs(600);
 /// Access token lifetime (`expires_in`).
 const ACCESS_TTL_SECS: u64 = 3600;
 /// id_token lifetime.
@@ -213,7 +213,10 @@ fn discovery(shared: &Shared, m: &Misbehaviour) -> Resp {
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
+            "id_token_signing_alg_values_supported": [match shared.signing_alg {
+                super::SigningAlg::Rs256 => "RS256",
+                super::SigningAlg::Es256 => "ES256",
+            }],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": auth_methods,
             "authorization_response_iss_parameter_supported": shared.iss_parameter,
@@ -298,9 +301,7 @@ fn authorize(shared: &Shared, m: &Misbehaviour, raw_params: &str, submitted: boo
     {
         let mut state = shared.lock();
         let now = Instant::now();
-        state
-            .codes
-            .retain(|_, g| now.duration_since(g.issued) < CODE_TTL);
+        state.purge_expired(now);
         state.codes.insert(
             code.clone(),
             CodeGrant {
@@ -552,7 +553,7 @@ fn token(shared: &Shared, m: &Misbehaviour, headers: &HeaderMap, body: &[u8]) ->
             state.key.clone(),
         );
         let now = Instant::now();
-        state.tokens.retain(|_, g| g.expires > now);
+        state.purge_expired(now);
         let expires = now + Duration::from_secs(ACCESS_TTL_SECS);
         state.tokens.insert(
             opaque.clone(),

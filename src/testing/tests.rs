@@ -811,3 +811,74 @@ async fn faults_hit_only_their_endpoint() {
     );
     assert!(idp.count("/jwks") >= 7);
 }
+
+/// Verifies an ES256 `token` against the provider's JWKS (an EC P-256 key) as a relying party
+/// would.
+async fn verify_es256(idp: &MockIdp, token: &str) -> jsonwebtoken::errors::Result<Value> {
+    let jwks = get(&format!("{}/jwks", idp.issuer())).await.json();
+    let key = &jwks["keys"][0];
+    let header = jsonwebtoken::decode_header(token)?;
+    assert_eq!(header.alg, Algorithm::ES256);
+    assert_eq!(header.kid.as_deref(), key["kid"].as_str());
+    let dk =
+        DecodingKey::from_ec_components(key["x"].as_str().unwrap(), key["y"].as_str().unwrap())?;
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[idp.issuer()]);
+    validation.set_audience(&[idp.client_id()]);
+    validation.set_required_spec_claims(&["iss", "aud", "exp", "sub", "iat"]);
+    Ok(jsonwebtoken::decode::<Value>(token, &dk, &validation)?.claims)
+}
+
+#[tokio::test]
+async fn es256_provider_signs_with_a_p256_key_it_publishes() {
+    let idp = MockIdp::builder()
+        .signing_alg(SigningAlg::Es256)
+        .start()
+        .await
+        .unwrap();
+    let meta = get(&format!(
+        "{}/.well-known/openid-configuration",
+        idp.issuer()
+    ))
+    .await
+    .json();
+    assert_eq!(
+        meta["id_token_signing_alg_values_supported"],
+        serde_json::json!(["ES256"])
+    );
+    let jwks = get(&format!("{}/jwks", idp.issuer())).await.json();
+    let key = &jwks["keys"][0];
+    assert_eq!(key["kty"], "EC");
+    assert_eq!(key["crv"], "P-256");
+    assert_eq!(key["alg"], "ES256");
+    assert!(key.get("n").is_none());
+    for c in ["x", "y"] {
+        let raw = super::crypto::b64_std_decode(
+            &key[c].as_str().unwrap().replace('-', "+").replace('_', "/"),
+        )
+        .unwrap();
+        assert_eq!(raw.len(), 32, "{c} is a 32-byte coordinate");
+    }
+
+    let answer = redeem(&idp, &code_for(&idp).await, VERIFIER).await.json();
+    let token = answer["id_token"].as_str().unwrap();
+    let claims = verify_es256(&idp, token).await.unwrap();
+    assert_eq!(claims["nonce"], "n0nce");
+    // The signature is the JWS form: r and s, 32 bytes each.
+    let sig = token.rsplit('.').next().unwrap();
+    let sig = super::crypto::b64_std_decode(&sig.replace('-', "+").replace('_', "/")).unwrap();
+    assert_eq!(sig.len(), 64);
+
+    // Logout tokens use the same key; a rotated key keeps the algorithm.
+    let logout = idp.logout_token("alice").unwrap();
+    assert_eq!(
+        jsonwebtoken::decode_header(&logout).unwrap().alg,
+        Algorithm::ES256
+    );
+    let old_kid = idp.current_kid();
+    idp.rotate_keys();
+    assert_ne!(idp.current_kid(), old_kid);
+    let answer = redeem(&idp, &code_for(&idp).await, VERIFIER).await.json();
+    let token = answer["id_token"].as_str().unwrap();
+    assert!(verify_es256(&idp, token).await.is_ok());
+}
