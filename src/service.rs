@@ -59,7 +59,7 @@ impl<S> SsoService<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SsoService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     // The back-channel logout endpoint reads its form body.
     ReqBody: http_body::Body + Send + 'static,
     ReqBody::Data: Send,
@@ -72,6 +72,10 @@ where
         self.inner.poll_ready(cx)
     }
 
+    // The inner service is called here, in `call`, right after the `poll_ready` that prepared
+    // it (as tower-http's middleware do): no clone per request, which for a boxed inner service
+    // (axum's `Route`) would be an allocation. A request the layer answers itself leaves that
+    // readiness for the next call.
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         // Shared revocations (if configured) are kept in step from here on; one atomic load.
         if let Some(sync) = &self.shared.revocations {
@@ -107,7 +111,7 @@ where
             if self.shared.strip_session_token {
                 remove_session_cookie(req.headers_mut(), &self.shared.cookie.name);
             }
-            return ResponseFuture::inner(self.call_inner(req));
+            return ResponseFuture::inner(self.inner.call(req));
         }
 
         // 3. Everything else needs a valid session.
@@ -122,21 +126,9 @@ where
                     set_identity_headers(req.headers_mut(), &identity);
                 }
                 req.extensions_mut().insert(identity);
-                ResponseFuture::inner(self.call_inner(req))
+                ResponseFuture::inner(self.inner.call(req))
             }
             Err(err) => ResponseFuture::ready(endpoints::unauthenticated(&self.shared, &req, err)),
         }
-    }
-}
-
-impl<S> SsoService<S> {
-    /// Calls the inner service that `poll_ready` prepared, leaving a fresh clone in its place.
-    fn call_inner<ReqBody, ResBody>(&mut self, req: Request<ReqBody>) -> S::Future
-    where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    {
-        let clone = self.inner.clone();
-        let mut ready = std::mem::replace(&mut self.inner, clone);
-        ready.call(req)
     }
 }
