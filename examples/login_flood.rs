@@ -153,7 +153,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     cache.run_pending_tasks().await;
     let rss0 = vm_rss_kib();
     println!(
-        "capacity {} (weight: key + value bytes + 64 per entry); VmRSS before the flood {rss0} KiB",
+        "capacity {} (weight: key + value bytes + 528 per entry); VmRSS before the flood {rss0} KiB",
         cache.max_capacity()
     );
     println!(
