@@ -48,18 +48,10 @@ use tower_sso::testing::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, LoginMode, Mo
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_sso=info".into()),
-        )
-        .init();
+    demo_app::init_tracing();
 
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    let listen: SocketAddr = env("LISTEN_ADDR")
-        .unwrap_or_else(|| "127.0.0.1:4000".to_owned())
-        .parse()
-        .map_err(|e| format!("LISTEN_ADDR: {e}"))?;
+    let env = demo_app::env;
+    let listen: SocketAddr = demo_app::env_or("LISTEN_ADDR", "127.0.0.1:4000")?;
 
     let mut defaults = demo_app::default_settings(listen);
     if env("LITELLM_MASTER_KEY").is_none() {
@@ -77,10 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ]
     .iter()
     .any(|k| env(k).is_some());
-    let idp_port: u16 = env("DEMO_IDP_PORT")
-        .unwrap_or_else(|| "4100".to_owned())
-        .parse()
-        .map_err(|e| format!("DEMO_IDP_PORT: {e}"))?;
+    let idp_port: u16 = demo_app::env_or("DEMO_IDP_PORT", "4100")?;
     let _idp = if has_provider {
         None
     } else {

@@ -27,7 +27,7 @@
 #[path = "common/forward_auth_app.rs"]
 mod forward_auth_app;
 
-// For its session-secret generator only.
+// For its session-secret generator and environment helpers.
 #[allow(dead_code)]
 #[path = "common/demo_app.rs"]
 mod demo_app;
@@ -38,18 +38,10 @@ use tower_sso::testing::{LoginMode, MockIdp};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_sso=info".into()),
-        )
-        .init();
+    demo_app::init_tracing();
 
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    let listen: SocketAddr = env("LISTEN_ADDR")
-        .unwrap_or_else(|| "127.0.0.1:4180".to_owned())
-        .parse()
-        .map_err(|e| format!("LISTEN_ADDR: {e}"))?;
+    let env = demo_app::env;
+    let listen: SocketAddr = demo_app::env_or("LISTEN_ADDR", "127.0.0.1:4180")?;
     let proxy = env("PROXY_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
 
     let mut defaults = forward_auth_app::default_settings(&proxy);

@@ -26,26 +26,14 @@ use tower_sso::testing::{LoginMode, MockIdp};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_sso=info".into()),
-        )
-        .init();
+    demo_app::init_tracing();
 
     // The recorder: every `tower_sso_*` metric goes here from now on.
     let prometheus = PrometheusBuilder::new().install_recorder()?;
     tower_sso::metrics::describe();
 
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    let listen: SocketAddr = env("LISTEN_ADDR")
-        .unwrap_or_else(|| "127.0.0.1:4000".to_owned())
-        .parse()
-        .map_err(|e| format!("LISTEN_ADDR: {e}"))?;
-    let idp_port: u16 = env("DEMO_IDP_PORT")
-        .unwrap_or_else(|| "4100".to_owned())
-        .parse()
-        .map_err(|e| format!("DEMO_IDP_PORT: {e}"))?;
+    let listen: SocketAddr = demo_app::env_or("LISTEN_ADDR", "127.0.0.1:4000")?;
+    let idp_port: u16 = demo_app::env_or("DEMO_IDP_PORT", "4100")?;
 
     let idp = demo_app::builtin_users()
         .into_iter()

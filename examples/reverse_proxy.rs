@@ -44,21 +44,13 @@ use reverse_proxy::{Proxy, ProxyConfig, TrustedPeers, UpstreamUrl};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_sso=info".into()),
-        )
-        .init();
+    demo_app::init_tracing();
 
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let env = demo_app::env;
     let upstream = env("UPSTREAM_URL")
         .ok_or("UPSTREAM_URL is required (for example http://127.0.0.1:8000)")?;
     let upstream = UpstreamUrl::parse(&upstream).map_err(|e| format!("UPSTREAM_URL: {e}"))?;
-    let listen: SocketAddr = env("LISTEN")
-        .unwrap_or_else(|| "127.0.0.1:4000".to_owned())
-        .parse()
-        .map_err(|e| format!("LISTEN: {e}"))?;
+    let listen: SocketAddr = demo_app::env_or("LISTEN", "127.0.0.1:4000")?;
     let timeout = match env("UPSTREAM_TIMEOUT_SECS") {
         None => reverse_proxy::DEFAULT_RESPONSE_TIMEOUT,
         Some(s) => match s.trim().parse::<u64>() {

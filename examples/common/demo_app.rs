@@ -10,6 +10,36 @@ use axum::response::{Html, IntoResponse, Json};
 use axum::routing::get;
 use tower_sso::testing::MockUser;
 use tower_sso::{ConfigErrors, Identity, SsoLayer, SsoLayerBuilder};
+/// Logs to stderr at `info` (`RUST_LOG` overrides it), as every example does.
+#[allow(dead_code)] // Not every program that includes this file logs.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_sso=info".into()),
+        )
+        .init();
+}
+
+/// Environment variable `name`, when it is set and not blank.
+#[allow(dead_code)]
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Environment variable `name` parsed, or `default` when it is unset; the error names it.
+#[allow(dead_code)]
+pub fn env_or<T>(name: &str, default: &str) -> Result<T, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    env(name)
+        .as_deref()
+        .unwrap_or(default)
+        .parse()
+        .map_err(|e| format!("{name}: {e}"))
+}
 
 /// The users of the built-in OpenID provider (the first one is who [`LoginMode::Auto`] signs in).
 ///
