@@ -54,21 +54,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen: SocketAddr = demo_app::env_or("LISTEN_ADDR", "127.0.0.1:4000")?;
 
     let mut defaults = demo_app::default_settings(listen);
-    if env("LITELLM_MASTER_KEY").is_none() {
-        eprintln!(
-            "warning: LITELLM_MASTER_KEY is not set: using a random session secret; sessions end when this process does"
-        );
-        defaults.insert("LITELLM_MASTER_KEY".into(), demo_app::random_secret());
-    }
+    demo_app::ensure_session_secret(&mut defaults);
 
     // No provider configured: log in through a built-in OpenID provider.
-    let has_provider = [
-        "GENERIC_CLIENT_ID",
-        "GOOGLE_CLIENT_ID",
-        "MICROSOFT_CLIENT_ID",
-    ]
-    .iter()
-    .any(|k| env(k).is_some());
+    let has_provider = demo_app::provider_configured();
     let idp_port: u16 = demo_app::env_or("DEMO_IDP_PORT", "4100")?;
     let _idp = if has_provider {
         None

@@ -45,19 +45,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proxy = env("PROXY_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
 
     let mut defaults = forward_auth_app::default_settings(&proxy);
-    if env("LITELLM_MASTER_KEY").is_none() {
-        eprintln!(
-            "warning: LITELLM_MASTER_KEY is not set: using a random session secret; sessions end when this process does"
-        );
-        defaults.insert("LITELLM_MASTER_KEY".into(), demo_app::random_secret());
-    }
-    let has_provider = [
-        "GENERIC_CLIENT_ID",
-        "GOOGLE_CLIENT_ID",
-        "MICROSOFT_CLIENT_ID",
-    ]
-    .iter()
-    .any(|k| env(k).is_some());
+    demo_app::ensure_session_secret(&mut defaults);
+    let has_provider = demo_app::provider_configured();
     let _idp = if has_provider {
         None
     } else {

@@ -27,6 +27,30 @@ pub fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// Puts a random session secret in `settings` when `LITELLM_MASTER_KEY` is not set, and says so.
+#[allow(dead_code)]
+pub fn ensure_session_secret(settings: &mut HashMap<String, String>) {
+    if env("LITELLM_MASTER_KEY").is_none() {
+        eprintln!(
+            "warning: LITELLM_MASTER_KEY is not set: using a random session secret; sessions end when this process does"
+        );
+        settings.insert("LITELLM_MASTER_KEY".into(), random_secret());
+    }
+}
+
+/// Whether the environment configures an identity provider (else the examples start the
+/// built-in one).
+#[allow(dead_code)]
+pub fn provider_configured() -> bool {
+    [
+        "GENERIC_CLIENT_ID",
+        "GOOGLE_CLIENT_ID",
+        "MICROSOFT_CLIENT_ID",
+    ]
+    .iter()
+    .any(|k| env(k).is_some())
+}
+
 /// Environment variable `name` parsed, or `default` when it is unset; the error names it.
 #[allow(dead_code)]
 pub fn env_or<T>(name: &str, default: &str) -> Result<T, String>
