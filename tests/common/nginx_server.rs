@@ -10,20 +10,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::servers::{TempDir, find_binary, free_port, unavailable};
+use super::servers::{TempDir, free_port, require_binary};
 
 /// How long nginx may take to accept its first connection.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn nginx_binary() -> Option<PathBuf> {
-    let found = find_binary(&["/usr/sbin/nginx", "nginx"]);
-    if found.is_none() {
-        unavailable(
-            "nginx",
-            "nginx not found (install it: apt-get install nginx)",
-        );
-    }
-    found
+    require_binary("nginx", &["/usr/sbin/nginx", "nginx"], "nginx")
 }
 
 /// A running nginx.

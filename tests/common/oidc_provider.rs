@@ -75,13 +75,9 @@ fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider")
 }
 
-fn running_in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// `Ok(None)` after a skip notice, or under `CI=true` an `Err`.
 fn unavailable(reason: String) -> Result<Option<NodeOidcProvider>, String> {
-    if running_in_ci() {
+    if super::servers::running_in_ci() {
         Err(format!(
             "oidc-provider e2e fixture unavailable under CI=true: {reason}"
         ))

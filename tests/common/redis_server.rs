@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::servers::{self, TempDir, find_binary, free_port, unavailable};
+use super::servers::{self, TempDir, free_port, require_binary};
 
 /// How long a server may take to answer its first PING.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,25 +21,19 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn redis_server_binary() -> Option<PathBuf> {
-    let found = find_binary(&["redis-server", "/usr/bin/redis-server"]);
-    if found.is_none() {
-        unavailable(
-            "redis",
-            "redis-server not found (install it: apt-get install redis-server)",
-        );
-    }
-    found
+    require_binary(
+        "redis",
+        &["redis-server", "/usr/bin/redis-server"],
+        "redis-server",
+    )
 }
 
 fn redis_cli_binary() -> Option<PathBuf> {
-    let found = find_binary(&["redis-cli", "/usr/bin/redis-cli"]);
-    if found.is_none() {
-        unavailable(
-            "redis cluster",
-            "redis-cli not found (install it: apt-get install redis-tools)",
-        );
-    }
-    found
+    require_binary(
+        "redis cluster",
+        &["redis-cli", "/usr/bin/redis-cli"],
+        "redis-tools",
+    )
 }
 
 /// One `redis-server` process on a loopback port.

@@ -23,6 +23,22 @@ pub fn unavailable(fixture: &str, reason: &str) {
     let _ = writeln!(std::io::stderr(), "SKIP {fixture} test: {reason}");
 }
 
+/// The first of `candidates` that exists, or `None` after reporting the `fixture` as
+/// [`unavailable`] with the Debian `package` that installs it.
+pub fn require_binary(fixture: &str, candidates: &[&str], package: &str) -> Option<PathBuf> {
+    let found = find_binary(candidates);
+    if found.is_none() {
+        let name = candidates
+            .first()
+            .map_or("binary", |c| c.rsplit('/').next().unwrap_or(c));
+        unavailable(
+            fixture,
+            &format!("{name} not found (install it: apt-get install {package})"),
+        );
+    }
+    found
+}
+
 /// The first of `candidates` that exists as a file.
 pub fn find_binary(candidates: &[&str]) -> Option<PathBuf> {
     candidates
